@@ -1,0 +1,580 @@
+"""Every environment the four scripts play, behind one batched interface (README: "games.py").
+
+    obs, state, avail = env.reset()                       # [E,N,obs_dim], [E,state_dim], [E,N,A]
+    obs, state, avail, reward, done, info = env.step(actions)   # actions [E,N]; reward, done [E]
+
+All arrays are NumPy float32 (actions int64 for discrete games). Environments auto-reset: where
+`done[e]` is True, the obs/state/avail returned are the FIRST of the next episode of env e, and
+`info` describes the episode that just ended: `info["won"]`, `info["episode_return"]`,
+`info["episode_length"]` and `info["timeout"]` are [E] arrays whose entries are meaningful where
+`done` is True (zero elsewhere). `timeout` marks episodes cut by the episode limit rather than
+ended by the battle, for algorithms that bootstrap through time-outs.
+
+Games
+- `MatrixGame`: the non-monotonic one-step matrix game of QTRAN/FSV/FOP (payoff below).
+- `MaxOfTwoQuadratics` (MTQ): the continuous one-step game of Wei et al. (2018), FSV Eq. 19.
+- `Bandit`: the 100-armed bandit of the MAZero appendix B.4 (arm a pays a).
+- `make_starcraft(map_name, num_envs, seed, backend)`: SMAC maps, played by the real StarCraft II
+  (`backend="sc2"`, oxwhirl SMAC's `StarCraft2Env` in worker processes) or by SMAX, the JAX
+  re-implementation shipped by `jaxmarl` (`backend="smax"`, the default here). `backend="auto"`
+  takes SC2 when the SMAC package imports and StarCraft II is installed.
+
+SMAX versus SMAC (what this adapter changes, and what it cannot)
+- Action set: converted to SMAC's layout, A = 6 + n_enemies: 0 no-op (dead agents only), 1 stop,
+  2 north, 3 south, 4 east, 5 west, 6+j attack enemy j. (SMAX's own is 0 N, 1 E, 2 S, 3 W, 4 stop,
+  5+j attack, with "stop" as the dead agents' action.)
+- Moves: SMAC's pathing forbids walking off the map; in SMAX touching the border kills the unit.
+  The adapter masks a move whose displacement this step would reach the border, so walls block
+  (as in SMAC) instead of kill. SMAX moves a fixed distance per step and an attack order deals
+  damage only if the target is in range and the weapon is ready (no walk-to-target as in SC2).
+- Attack availability: SMAX's type-specific attack range (marine 5, stalker 6, zealot 2, ...);
+  SMAC uses a shooting range of 6 for every unit.
+- Reward: SMAC's default (reward_only_positive, scaled so an episode's maximum is 20): enemy HP
+  lost + 10 per enemy killed + 200 for a win, times 20 / (enemy max HP + 10 n_enemies + 200).
+  SMAX's native reward (damage fraction + 1 on a win, at most 2) is not used. SMAX has no shields:
+  protoss HP already includes them, so "HP lost" covers SMAC's health + shield damage.
+- Win: all enemies dead with at least one ally alive (a simultaneous wipe-out is a draw, as in
+  SMAC). SMAX gives no `battle_won`; the adapter derives it from the unit states.
+- Episode limit: SMAC's per-map limit (3m 60, 8m 120, 2s3z 120, ...; `SMAC_MAPS`), not SMAX's
+  100-step default. One SMAX step is 8 world ticks of 1/16 s, i.e. 0.5 s, the same duration as
+  SMAC's step_mul 8, so SMAC's limits carry over; `tests/test_games.py` checks that scripted
+  battles end well inside them.
+- Observation: SMAX's unit list: per other ally and per enemy 13 features (health, dx, dy, last
+  move x/y, last attack target, weapon cooldown, 6 unit-type bits), then 10 own features (health,
+  x, y, cooldown, type bits). SMAC's has move-availability bits, distances and shields instead,
+  and no enemy last actions or cooldowns; sizes differ (3m: 75 here, 30 in SMAC).
+- State: per unit (allies then enemies) health fraction, position centred and scaled to [-1, 1],
+  weapon cooldown as a fraction of the unit's full cooldown, 6 type bits (zeros when dead), then
+  the allies' last actions one-hot (SMAC's `state_last_action`). SMAX's own world state is not
+  normalised; this one is. Sizes differ from SMAC's (3m: 87 here, 48 in SMAC).
+- The enemy is SMAX's scripted heuristic (attack the closest unit), not SC2's AI at difficulty 7;
+  there is no terrain (corridor is an open field), no armour, splash, healing or flying units.
+  Maps that need those (MMM, MMM2, 2c_vs_64zg, so_many_baneling, ...) are SC2-only.
+- SMAX is deterministic given the seed; SC2 is not reliably reproducible.
+
+JAX runs on the CPU only (it must never take GPU memory from PyTorch) and keeps a persistent
+compilation cache (`$GAMES_JAX_CACHE`, default ~/.cache/marl-papers-jax) so a map compiles once.
+This module imports only NumPy; jax/jaxmarl and smac are imported inside the backend that needs them.
+"""
+
+import contextlib
+import importlib.util
+import multiprocessing as mp
+import os
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------------------------
+# Toy games
+# ----------------------------------------------------------------------------------------------
+def _toy_info(reward: np.ndarray, won: np.ndarray) -> dict:
+    n = len(reward)
+    return {"won": won, "episode_return": reward.astype(np.float32),
+            "episode_length": np.ones(n, np.int64), "timeout": np.zeros(n, bool)}
+
+
+class MatrixGame:
+    """Non-monotonic matrix game (QTRAN; FSV Table 1; FOP Sec. 5.1): 2 agents, 3 actions (A, B, C),
+    one step. Rows are agent 1's action, columns agent 2's. The optimum (A, A) = 8 is surrounded by
+    -12, so greedy monotonic factorisations settle on B/C. Obs = state = the constant [1.0].
+    `info["won"]` marks the optimal joint action."""
+
+    PAYOFF = np.array([[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]], np.float32)
+    n_agents, n_actions, obs_dim, state_dim, episode_limit = 2, 3, 1, 1, 1
+
+    def __init__(self, num_envs: int = 1):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+
+    def _first(self):
+        e = self.num_envs
+        return (np.ones((e, 2, 1), np.float32), np.ones((e, 1), np.float32),
+                np.ones((e, 2, 3), np.float32))
+
+    def reset(self):
+        return self._first()
+
+    def step(self, actions):
+        a = np.asarray(actions).reshape(self.num_envs, 2)
+        reward = self.PAYOFF[a[:, 0], a[:, 1]]  # [E]
+        done = np.ones(self.num_envs, bool)
+        return (*self._first(), reward, done, _toy_info(reward, reward == self.PAYOFF.max()))
+
+    def close(self):
+        pass
+
+
+def mtq_reward(a1, a2):
+    """Max of Two Quadratics, FSV Eq. 19 (Wei et al. 2018), in the papers' form:
+    f1 = 0.8 [-((a1+5)/3)^2 - ((a2+5)/3)^2],  f2 = 1.0 [-(a1-5)^2 - (a2-5)^2] + 10,  r = max(f1, f2).
+    Local optimum 0 at (-5, -5) with a wide basin, global optimum 10 at (5, 5) with a narrow one.
+    (Some public code divides the square by s instead of squaring (a-x)/s, which narrows f1's
+    basin 3x; we follow the papers.)"""
+    a1, a2 = np.asarray(a1, np.float64), np.asarray(a2, np.float64)
+    f1 = 0.8 * (-((a1 + 5.0) / 3.0) ** 2 - ((a2 + 5.0) / 3.0) ** 2)
+    f2 = 1.0 * (-((a1 - 5.0) / 1.0) ** 2 - ((a2 - 5.0) / 1.0) ** 2) + 10.0
+    return np.maximum(f1, f2)
+
+
+class MaxOfTwoQuadratics:
+    """MTQ as a batched one-step game: 2 agents, each a 1-D continuous action in [-10, 10]
+    (actions outside are clipped to the bounds), reward `mtq_reward`. Obs = state = [1.0].
+    `info["won"]` marks a joint action within 0.5 of the global optimum (5, 5)."""
+
+    n_agents, action_dim, obs_dim, state_dim, episode_limit = 2, 1, 1, 1, 1
+    action_low, action_high = -10.0, 10.0
+    optimum = (5.0, 5.0)
+
+    def __init__(self, num_envs: int = 1):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = num_envs
+
+    def _first(self):
+        e = self.num_envs
+        return np.ones((e, 2, 1), np.float32), np.ones((e, 1), np.float32), None
+
+    def reset(self):
+        return self._first()
+
+    def step(self, actions):
+        a = np.clip(np.asarray(actions, np.float64).reshape(self.num_envs, 2),
+                    self.action_low, self.action_high)
+        reward = mtq_reward(a[:, 0], a[:, 1]).astype(np.float32)
+        won = np.hypot(a[:, 0] - 5.0, a[:, 1] - 5.0) <= 0.5
+        return (*self._first(), reward, np.ones(self.num_envs, bool), _toy_info(reward, won))
+
+    def close(self):
+        pass
+
+
+class Bandit:
+    """The 100-armed bandit of MAZero appendix B.4: one agent, arm a pays a (values 0..99),
+    one step. Obs = state = [1.0]; `info["won"]` marks the best arm."""
+
+    n_agents, obs_dim, state_dim, episode_limit = 1, 1, 1, 1
+
+    def __init__(self, num_envs: int = 1, n_arms: int = 100):
+        if num_envs < 1 or n_arms < 2:
+            raise ValueError(f"need num_envs >= 1 and n_arms >= 2, got {num_envs}, {n_arms}")
+        self.num_envs, self.n_actions = num_envs, n_arms
+        self.values = np.arange(n_arms, dtype=np.float32)
+
+    def _first(self):
+        e = self.num_envs
+        return (np.ones((e, 1, 1), np.float32), np.ones((e, 1), np.float32),
+                np.ones((e, 1, self.n_actions), np.float32))
+
+    def reset(self):
+        return self._first()
+
+    def step(self, actions):
+        a = np.asarray(actions).reshape(self.num_envs)
+        reward = self.values[a]
+        return (*self._first(), reward, np.ones(self.num_envs, bool),
+                _toy_info(reward, a == self.n_actions - 1))
+
+    def close(self):
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# StarCraft maps
+# ----------------------------------------------------------------------------------------------
+# SMAX unit types (index into SMAX's unit tables): marine, marauder, stalker, zealot, zergling, hydralisk
+_TYPE = {"m": 0, "M": 1, "s": 2, "z": 3, "zg": 4, "h": 5}
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A SMAC map: its SMAC name, episode limit (SMAC's `smac_maps.py`), and the units as
+    (count, type) pairs for allies and enemies; `allies is None` marks a map SMAX cannot express."""
+    limit: int
+    allies: Optional[tuple] = None
+    enemies: Optional[tuple] = None
+    note: str = ""
+
+    @property
+    def smax(self) -> bool:
+        return self.allies is not None
+
+    def unit_types(self, side):
+        return [_TYPE[t] for count, t in side for _ in range(count)]
+
+
+SMAC_MAPS = {
+    "3m": MapSpec(60, ((3, "m"),), ((3, "m"),)),
+    "8m": MapSpec(120, ((8, "m"),), ((8, "m"),)),
+    "25m": MapSpec(150, ((25, "m"),), ((25, "m"),)),
+    "2m_vs_1z": MapSpec(150, ((2, "m"),), ((1, "z"),)),
+    "5m_vs_6m": MapSpec(70, ((5, "m"),), ((6, "m"),)),
+    "8m_vs_9m": MapSpec(120, ((8, "m"),), ((9, "m"),)),
+    "10m_vs_11m": MapSpec(150, ((10, "m"),), ((11, "m"),)),
+    "27m_vs_30m": MapSpec(180, ((27, "m"),), ((30, "m"),)),
+    "2s3z": MapSpec(120, ((2, "s"), (3, "z")), ((2, "s"), (3, "z"))),
+    "3s5z": MapSpec(150, ((3, "s"), (5, "z")), ((3, "s"), (5, "z"))),
+    "3s5z_vs_3s6z": MapSpec(170, ((3, "s"), (5, "z")), ((3, "s"), (6, "z"))),
+    "3s_vs_3z": MapSpec(150, ((3, "s"),), ((3, "z"),)),
+    "3s_vs_4z": MapSpec(200, ((3, "s"),), ((4, "z"),)),
+    "3s_vs_5z": MapSpec(250, ((3, "s"),), ((5, "z"),)),
+    "6h_vs_8z": MapSpec(150, ((6, "h"),), ((8, "z"),)),
+    "corridor": MapSpec(400, ((6, "z"),), ((24, "zg"),),
+                        note="SMAX has no terrain: the corridor is an open field"),
+    # Maps whose units or terrain SMAX cannot express: StarCraft II only.
+    "MMM": MapSpec(150, note="medivacs (healing, flying)"),
+    "MMM2": MapSpec(180, note="medivacs (healing, flying)"),
+    "1c3s5z": MapSpec(180, note="a colossus (splash, cliff-walking)"),
+    "2c_vs_64zg": MapSpec(400, note="colossi (splash, cliff-walking) and terrain"),
+    "so_many_baneling": MapSpec(100, note="banelings (suicide splash)"),
+    "bane_vs_bane": MapSpec(200, note="banelings (suicide splash)"),
+    "2s_vs_1sc": MapSpec(300, note="a spine crawler (static building)"),
+}
+SMAX_MAPS = sorted(m for m, spec in SMAC_MAPS.items() if spec.smax)
+
+
+def sc2_available() -> bool:
+    """True when oxwhirl's SMAC package imports (not PyPI's unrelated `smac`, SMAC3) and a
+    StarCraft II installation is found at $SC2PATH or SMAC's default ~/StarCraftII."""
+    try:
+        if importlib.util.find_spec("smac.env.starcraft2.starcraft2") is None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    sc2 = os.environ.get("SC2PATH", os.path.expanduser("~/StarCraftII"))
+    return os.path.isdir(sc2)
+
+
+def make_starcraft(map_name: str, num_envs: int = 1, seed: int = 0, backend: str = "auto",
+                   episode_limit: Optional[int] = None):
+    """A batched SMAC map: `backend` "smax" (jaxmarl's SMAX), "sc2" (StarCraft II through oxwhirl
+    SMAC) or "auto" (SC2 when available, else SMAX). `episode_limit` overrides SMAC's per-map limit.
+    Returns an env with n_agents, n_actions, obs_dim, state_dim, episode_limit, num_envs, backend,
+    reset() and step() as in the module docstring."""
+    if map_name not in SMAC_MAPS:
+        raise ValueError(f"unknown map {map_name!r}; maps available: {', '.join(SMAC_MAPS)}")
+    if backend not in ("auto", "smax", "sc2"):
+        raise ValueError(f"unknown backend {backend!r}; choose auto, smax or sc2")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if episode_limit is not None and episode_limit < 1:
+        raise ValueError(f"episode_limit must be >= 1, got {episode_limit}")
+    if backend == "auto":
+        backend = "sc2" if sc2_available() else "smax"
+    spec = SMAC_MAPS[map_name]
+    if backend == "sc2":
+        if not sc2_available():
+            raise RuntimeError(
+                "backend 'sc2' needs StarCraft II (set SC2PATH) and oxwhirl's SMAC "
+                "(pip install git+https://github.com/oxwhirl/smac.git; PyPI's `smac` is SMAC3, unrelated)")
+        return SC2StarCraft(map_name, num_envs, seed, episode_limit)
+    if not spec.smax:
+        raise ValueError(f"map {map_name!r} needs StarCraft II ({spec.note}); SMAX cannot express it: "
+                         f"use --backend sc2, or one of: {', '.join(SMAX_MAPS)}")
+    return SMAXStarCraft(map_name, num_envs, seed, episode_limit or spec.limit)
+
+
+def _check_actions(actions, avail, shape):
+    """SMAC asserts that every action is available; so do we (one line, before any env work)."""
+    a = np.asarray(actions)
+    if a.shape != shape:
+        raise ValueError(f"actions must have shape {shape}, got {a.shape}")
+    a = a.astype(np.int64)
+    if a.min() < 0 or a.max() >= avail.shape[-1]:
+        raise ValueError(f"actions must lie in [0, {avail.shape[-1]}), got {a.min()}..{a.max()}")
+    ok = np.take_along_axis(avail, a[..., None], axis=-1)[..., 0] > 0
+    if not ok.all():
+        e, i = np.argwhere(~ok)[0]
+        raise ValueError(f"env {e} agent {i}: action {a[e, i]} is not available")
+    return a
+
+
+# ----------------------------------------------------------------------------------------------
+# SMAX backend
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence file descriptor 1 (jaxmarl's import prints bypass sys.stdout redirection)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _import_jax():
+    """Import JAX pinned to the CPU with a persistent compilation cache."""
+    os.environ["JAX_PLATFORMS"] = "cpu"  # never let JAX take GPU memory that PyTorch needs
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    try:
+        import jax
+    except ImportError as e:
+        raise ImportError("the SMAX backend needs jaxmarl: pip install jaxmarl==0.2.0") from e
+    cache = os.environ.get("GAMES_JAX_CACHE", os.path.expanduser("~/.cache/marl-papers-jax"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return jax
+
+
+class SMAXStarCraft:
+    """`num_envs` SMAX games (HeuristicEnemySMAX) stepped by one jitted, vmapped function on the CPU,
+    converted to SMAC's action layout, reward and a normalised state (module docstring)."""
+
+    backend = "smax"
+
+    def __init__(self, map_name: str, num_envs: int, seed: int, episode_limit: int):
+        jax = _import_jax()
+        import jax.numpy as jnp
+        with _quiet_stdout():  # jaxmarl prints two lines while importing its environments
+            from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
+
+        spec = SMAC_MAPS[map_name]
+        ally_types, enemy_types = spec.unit_types(spec.allies), spec.unit_types(spec.enemies)
+        n, m = len(ally_types), len(enemy_types)
+        scenario = Scenario(jnp.array(ally_types + enemy_types, jnp.uint8), n, m, False, False)
+        # SMAX tests its limit before counting the step (max_steps=100 ends after 101 steps), so
+        # the adapter enforces the limit itself and keeps SMAX's out of the way.
+        env = HeuristicEnemySMAX(scenario=scenario, max_steps=episode_limit + 1)
+        self.map_name, self.num_envs, self.episode_limit = map_name, num_envs, episode_limit
+        self.n_agents, self.n_enemies, self.n_actions = n, m, 6 + m
+        self.obs_dim = env.obs_size
+        self.state_dim = 10 * (n + m) + n * self.n_actions
+        A = self.n_actions
+        width = float(env.map_width)
+
+        # SMAC action index -> SMAX action index (no-op and stop both become SMAX's stop).
+        smac_to_smax = jnp.array([4, 4, 0, 2, 1, 3] + [5 + j for j in range(m)], jnp.int32)
+        # Displacement of SMAC's N, S, E, W over one step, per unit type (for the wall mask).
+        move_dirs = jnp.array([[0, 1], [0, -1], [1, 0], [-1, 0]], jnp.float32)
+        step_seconds = env.world_steps_per_env_step * env.time_per_step
+        max_hp = env.unit_type_health
+        max_cd = env.unit_type_weapon_cooldowns
+        enemy_max_hp = float(np.sum(np.asarray(max_hp)[enemy_types]))
+        reward_scale = 20.0 / (enemy_max_hp + 10.0 * m + 200.0)  # SMAC: an episode pays at most 20
+        agents = env.agents
+
+        def observe(s, last_action):
+            """Pack obs [N*obs], state [S] and SMAC-layout avail [N*A] of one game."""
+            u = s.state
+            obs = env.get_obs(s)
+            obs = jnp.stack([obs[a] for a in agents])  # [N, obs_dim]
+            smax_avail = env.get_avail_actions(s)
+            smax_avail = jnp.stack([smax_avail[a] for a in agents]).astype(jnp.float32)
+            alive = u.unit_alive[:n].astype(jnp.float32)
+            pos = u.unit_positions[:n]  # [N, 2]
+            reach = (env.unit_type_velocities[u.unit_types[:n]] * step_seconds)[:, None, None]
+            new_pos = pos[:, None, :] + move_dirs[None] * reach  # [N, 4, 2]
+            inside = jnp.all((new_pos > 0.5) & (new_pos < width - 0.5), axis=-1)  # walls block
+            moves = smax_avail[:, jnp.array([0, 2, 1, 3])] * inside  # SMAX N,E,S,W -> SMAC N,S,E,W
+            avail = jnp.concatenate([(1 - alive)[:, None], alive[:, None], moves,
+                                     smax_avail[:, 5:]], axis=1)  # [N, A]
+            types = u.unit_types
+            feats = jnp.concatenate([
+                (u.unit_health / max_hp[types])[:, None],
+                (u.unit_positions - width / 2) / (width / 2),
+                (u.unit_weapon_cooldowns / max_cd[types])[:, None],
+                jax.nn.one_hot(types, 6)], axis=1) * u.unit_alive[:, None]  # [N+M, 10]
+            state = jnp.concatenate([feats.reshape(-1), jax.nn.one_hot(last_action, A).reshape(-1)])
+            return jnp.concatenate([obs.reshape(-1), state, avail.reshape(-1)])
+
+        def reset_one(key):
+            key, k = jax.random.split(key)
+            _, s = env.reset(k)
+            s = jax.tree.map(lambda x: x.astype(x.dtype), s)  # drop weak types: no second compile
+            no_action = -jnp.ones((n,), jnp.int32)  # one-hot of -1 is all zeros, as SMAC at reset
+            carry = (key, s, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), no_action)
+            return carry, observe(s, carry[4])
+
+        def step_one(carry, actions):
+            key, s, ep_return, ep_length, _ = carry
+            key, k_step, k_reset = jax.random.split(key, 3)
+            _, s2, _, _, _ = env.step_env(
+                k_step, s, {a: smac_to_smax[actions[i]] for i, a in enumerate(agents)})
+            u0, u1 = s.state, s2.state
+            allies_dead = ~jnp.any(u1.unit_alive[:n])
+            enemies_dead = ~jnp.any(u1.unit_alive[n:])
+            won = enemies_dead & ~allies_dead
+            ep_length = ep_length + 1
+            timeout = (ep_length >= episode_limit) & ~allies_dead & ~enemies_dead
+            done = allies_dead | enemies_dead | timeout
+            damage = jnp.sum(u0.unit_health[n:] - u1.unit_health[n:])
+            kills = jnp.sum(u0.unit_alive[n:] & ~u1.unit_alive[n:])
+            reward = (damage + 10.0 * kills + 200.0 * won) * reward_scale  # SMAC's reward
+            ep_return = ep_return + reward
+            out = jnp.stack([reward, done, won, timeout, ep_return, ep_length]).astype(jnp.float32)
+            (_, s_reset, *_), _ = reset_one(k_reset)
+            s_next = jax.tree.map(lambda a, b: jnp.where(done, a, b), s_reset, s2)
+            last = jnp.where(done, -1, actions)
+            carry = (key, s_next, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length), last)
+            return carry, jnp.concatenate([observe(s_next, last), out])
+
+        base = jax.random.PRNGKey(seed)
+        self._keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_envs))
+        self._reset = jax.jit(jax.vmap(reset_one))
+        self._step = jax.jit(jax.vmap(step_one), donate_argnums=0)
+        self._jnp = jnp
+        self._carry = None
+        self._avail = None
+
+    def _unpack(self, packed):
+        E, N, A = self.num_envs, self.n_agents, self.n_actions
+        x = np.array(packed)  # a writable copy: torch.from_numpy needs one
+        i = N * self.obs_dim
+        obs = x[:, :i].reshape(E, N, self.obs_dim)
+        state = x[:, i:i + self.state_dim]
+        i += self.state_dim
+        avail = x[:, i:i + N * A].reshape(E, N, A)
+        self._avail = avail
+        return obs, state, avail, x[:, i + N * A:]
+
+    def reset(self):
+        """Start a fresh episode in every env. Returns obs [E,N,obs_dim], state [E,S], avail [E,N,A]."""
+        self._carry, packed = self._reset(self._keys)
+        return self._unpack(packed)[:3]
+
+    def step(self, actions):
+        """actions [E,N] ints (SMAC layout). Returns obs, state, avail, reward [E], done [E], info."""
+        if self._carry is None:
+            raise RuntimeError("call reset() before step()")
+        a = _check_actions(actions, self._avail, (self.num_envs, self.n_agents))
+        self._carry, packed = self._step(self._carry, self._jnp.asarray(a, self._jnp.int32))
+        obs, state, avail, out = self._unpack(packed)
+        done = out[:, 1] > 0
+        info = {"won": (out[:, 2] > 0) & done, "timeout": (out[:, 3] > 0) & done,
+                "episode_return": np.where(done, out[:, 4], 0.0).astype(np.float32),
+                "episode_length": np.where(done, out[:, 5], 0).astype(np.int64)}
+        return obs, state, avail, out[:, 0].copy(), done, info
+
+    def close(self):
+        self._carry = None
+
+
+# ----------------------------------------------------------------------------------------------
+# StarCraft II backend (oxwhirl SMAC)
+# ----------------------------------------------------------------------------------------------
+def _make_sc2_env(map_name, seed, episode_limit):
+    from smac.env import StarCraft2Env
+    env = StarCraft2Env(map_name=map_name, seed=seed)
+    if episode_limit is not None:
+        env.episode_limit = episode_limit
+    return env
+
+
+def _sc2_first(env):
+    env.reset()
+    return (np.asarray(env.get_obs(), np.float32), np.asarray(env.get_state(), np.float32),
+            np.asarray(env.get_avail_actions(), np.float32))
+
+
+def _sc2_worker(conn, make_env, seed):
+    """One StarCraft2Env per process; auto-resets after `terminated` and reports the episode."""
+    env = make_env(seed=seed)
+    ep_return, ep_length = 0.0, 0
+    try:
+        while True:
+            cmd, data = conn.recv()
+            if cmd == "info":
+                conn.send(env.get_env_info())
+            elif cmd == "reset":
+                ep_return, ep_length = 0.0, 0
+                conn.send(_sc2_first(env))
+            elif cmd == "step":
+                reward, terminated, info = env.step([int(a) for a in data])
+                ep_return += reward
+                ep_length += 1
+                end = None
+                if terminated:
+                    end = (bool(info.get("battle_won", False)), bool(info.get("episode_limit", False)),
+                           ep_return, ep_length)
+                    ep_return, ep_length = 0.0, 0
+                    first = _sc2_first(env)
+                else:
+                    first = (np.asarray(env.get_obs(), np.float32), np.asarray(env.get_state(), np.float32),
+                             np.asarray(env.get_avail_actions(), np.float32))
+                conn.send((first, float(reward), bool(terminated), end))
+            elif cmd == "close":
+                break
+    finally:
+        env.close()
+        conn.close()
+
+
+class SC2StarCraft:
+    """`num_envs` StarCraft2Env instances, one per worker process, with the batched interface.
+    `make_env(seed=...)` builds one env (default: SMAC's StarCraft2Env for `map_name`); tests pass
+    a stand-in with StarCraft2Env's methods. Env i is seeded with seed + i."""
+
+    backend = "sc2"
+
+    def __init__(self, map_name, num_envs, seed, episode_limit=None, make_env=None):
+        if make_env is None:
+            make_env = _Sc2Factory(map_name, episode_limit)
+        ctx = mp.get_context("spawn")  # fork is unsafe once JAX/torch threads exist
+        self._conns, self._procs = [], []
+        for i in range(num_envs):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_sc2_worker, args=(child, make_env, seed + i), daemon=True)
+            p.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(p)
+        self._conns[0].send(("info", None))
+        info = self._conns[0].recv()
+        self.map_name, self.num_envs = map_name, num_envs
+        self.n_agents, self.n_actions = info["n_agents"], info["n_actions"]
+        self.obs_dim, self.state_dim = info["obs_shape"], info["state_shape"]
+        self.episode_limit = info["episode_limit"]
+        self._avail = None
+
+    def reset(self):
+        for c in self._conns:
+            c.send(("reset", None))
+        obs, state, avail = (np.stack(x) for x in zip(*(c.recv() for c in self._conns)))
+        self._avail = avail
+        return obs, state, avail
+
+    def step(self, actions):
+        if self._avail is None:
+            raise RuntimeError("call reset() before step()")
+        a = _check_actions(actions, self._avail, (self.num_envs, self.n_agents))
+        for c, ai in zip(self._conns, a):
+            c.send(("step", ai))
+        results = [c.recv() for c in self._conns]
+        obs, state, avail = (np.stack(x) for x in zip(*(r[0] for r in results)))
+        reward = np.array([r[1] for r in results], np.float32)
+        done = np.array([r[2] for r in results], bool)
+        ends = [r[3] or (False, False, 0.0, 0) for r in results]
+        info = {"won": np.array([e[0] for e in ends], bool), "timeout": np.array([e[1] for e in ends], bool),
+                "episode_return": np.array([e[2] for e in ends], np.float32),
+                "episode_length": np.array([e[3] for e in ends], np.int64)}
+        self._avail = avail
+        return obs, state, avail, reward, done, info
+
+    def close(self):
+        for c, p in zip(self._conns, self._procs):
+            try:
+                c.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+            p.join(timeout=10)
+        self._conns, self._procs = [], []
+
+
+class _Sc2Factory:
+    """Picklable `make_env` for the worker processes."""
+
+    def __init__(self, map_name, episode_limit):
+        self.map_name, self.episode_limit = map_name, episode_limit
+
+    def __call__(self, seed):
+        return _make_sc2_env(self.map_name, seed, self.episode_limit)
