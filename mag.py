@@ -1,0 +1,853 @@
+# Models as Agents: Optimizing Multi-Step Predictions of Interactive Local Models in Model-Based MARL (AAAI 2024): MAG on a MAMBA world model. README section "mag.py".
+"""MAG (Wu, Yu, Chen, Hao, Zhuo; AAAI 2024) end to end, on the MAMBA world model (Egorov & Shpilman 2022).
+
+    python mag.py --map 3m                     # paper sizes and schedule (MAMBA + MAG Appendix B): a GPU run
+    python mag.py --map 3m --preset cpu        # small model, fewer updates per episode (CPU_PRESET below)
+    python mag.py --map 3m --no-mag            # the MAMBA baseline: plain one-step model rollouts
+    python mag.py --checkpoint runs/RUN/checkpoint.pt              # resume (its settings; flags override)
+    python mag.py --checkpoint runs/RUN/checkpoint.pt --eval-only  # greedy evaluation only
+
+The file follows Algorithm 1 of the paper:
+    line 3      collect episodes in the real env with π acting on the world model's posterior features
+    line 4      world_model_loss: one-step prediction loss on real sequences from D_e
+    line 5      rm_loss: R̂_m regresses the model's per-transition prediction error (Sec. 3.3)
+    lines 6-14  imagine + plan_to_predict: for every imagined step, L rollouts of H steps in which the
+                local models interact with the current joint policy; keep the first prediction of the
+                rollout with the smallest summed R̂_m (Sec. 3.3 "Planning to predict")
+    lines 16-18 ppo_update: PPO actor and attention critic on the imagined data D_m (as MAMBA)
+
+Where this departs from the paper or the authors' code (ZifanWu/MAG, built on jbr-ai-labs/mamba):
+- The best candidate is chosen per start state, as the paper describes. The released code takes one
+  argmin of the batch-averaged error for all start states at once: `--mag-global-argmin`.
+- R̂_m's label is Sec. 3.3's prediction error Σ_i ||ô^i' - o^i'||_2 + |R̂^i - R| of a prediction
+  *sampled from the prior*, and R̂_m's input is the feature of that same sample (one pass). The released
+  code labels with the posterior's training losses (KL + heads, reconstruction divided down to ~0) and
+  takes the inputs from a second, independently sampled pass.
+- Heads read the state a transition reaches, s_{t+1} = (h_{t+1}, z_{t+1}), for o_{t+1}, avail(o_{t+1}),
+  r_t and 1 - done_t (DreamerV2's layout). MAMBA reads the reward/continuation of step t+1 from
+  [z_{t+1}, h_{t+2}], which costs an extra transition per imagined step.
+- Not kept from MAMBA: its action-prediction ("info") loss and its xavier initialisation.
+- One absorbing row (zero obs, `fake`) follows a true termination, so the last reward and the done flag
+  are learned; MAMBA writes two. After a time-out the last transition has no next observation and is
+  masked out of the model losses.
+- Evaluation: greedy (argmax) episodes on separate envs, `eval/win_rate`. The authors had none: they
+  report the running win rate of the last 20 stochastic training episodes, logged as `charts/win_rate`.
+- Batched envs: one learner step (Algorithm 1 lines 4-18) after every finished episode of any env, as
+  MAMBA's parallel workers do; the other envs' running episodes go on with the updated policy.
+- L and H: the paper's Appendix B table where the map is in it, otherwise the released code's L=4, H=6.
+- StarCraft is SMAX unless StarCraft II is installed (games.py): results are not SMAC numbers.
+"""
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+import games
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be used when available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "marl-papers"
+    """the wandb project name"""
+    save_model: bool = True
+    """write checkpoints to runs/{run_name}/checkpoint.pt"""
+    checkpoint: Optional[str] = None
+    """resume from this checkpoint (with --eval-only: just evaluate it)"""
+    eval_only: bool = False
+    """evaluate --checkpoint and exit"""
+    preset: str = "paper"
+    """`paper`: MAMBA's sizes and schedule with MAG's Appendix B (for a GPU); `cpu`: CPU_PRESET below"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+
+    map: str = "3m"
+    """SMAC map (games.SMAC_MAPS)"""
+    backend: str = "auto"
+    """StarCraft backend: auto, smax or sc2"""
+    num_envs: int = 2
+    """parallel training envs (MAMBA's README runs 2 workers)"""
+    total_timesteps: int = 1_000_000
+    """real env steps (authors' train.py: 1e6)"""
+    eval_interval: int = 10_000
+    """greedy evaluation every this many env steps"""
+    eval_episodes: int = 32
+    """greedy evaluation episodes (a fixed quota per eval env)"""
+    checkpoint_interval: int = 50_000
+    """write a checkpoint every this many env steps"""
+
+    # world model (MAMBA's DreamerAgentConfig; MAG keeps it, Appendix B)
+    hidden: int = 256
+    """width of the MLPs, the observation embedding and the attention (MAMBA: 256)"""
+    deter: int = 256
+    """size of the GRU state h (MAMBA DETERMINISTIC: 256)"""
+    n_categoricals: int = 32
+    """categorical variables in the stochastic latent z (MAMBA: 32)"""
+    n_classes: int = 32
+    """classes per categorical (MAMBA: 32)"""
+    attn_layers: int = 3
+    """transformer layers across agents in the transition (MAMBA: 3)"""
+    attn_heads: int = 8
+    """attention heads (MAMBA: 8)"""
+    attn_dropout: float = 0.1
+    """dropout in the transition's transformer (MAMBA: 0.1)"""
+    kl_balance: float = 0.8
+    """KL balancing α: α KL(sg(q)||p) + (1-α) KL(q||sg(p)) (MAMBA/DreamerV2: 0.8)"""
+    model_lr: float = 5e-4
+    """world-model learning rate (MAG Appendix B: 5e-4; MAMBA: 2e-4)"""
+    model_epochs: int = 60
+    """world-model updates per learner step (MAMBA MODEL_EPOCHS: 60)"""
+    model_batch_size: int = 40
+    """sequences per world-model batch (MAMBA: 40)"""
+    seq_length: int = 20
+    """rows per sequence, i.e. seq_length-1 transitions (MAMBA SEQ_LENGTH: 20)"""
+    buffer_capacity: int = 250_000
+    """D_e capacity in rows, all envs together (MAMBA: 250,000)"""
+    min_buffer_size: int = 500
+    """rows in D_e before learning starts (MAMBA: 500)"""
+    grad_clip: float = 100.0
+    """gradient-norm clip of every network (MAMBA: 100)"""
+
+    # R̂_m, the model-reward predictor (MAG Sec. 3.3, Appendix B)
+    rm_layers: int = 4
+    """hidden layers of R̂_m (Appendix B: 4)"""
+    rm_hidden: int = 256
+    """width of R̂_m (Appendix B: 256)"""
+    rm_lr: float = 5e-4
+    """R̂_m learning rate (authors' code: 5e-4)"""
+    rm_epochs: int = 60
+    """R̂_m updates per learner step (authors' code: 60)"""
+
+    # planning to predict (Algorithm 1 lines 6-14)
+    mag: bool = True
+    """plan the model's predictions (MAG); --no-mag: one-step model rollouts (MAMBA)"""
+    mag_l: Optional[int] = None
+    """L, parallel rollouts per prediction (Appendix B Table 1 per map, else authors' code: 4)"""
+    mag_h: Optional[int] = None
+    """H, planning horizon, H <= horizon (Appendix B Table 1 per map, else authors' code: 6)"""
+    mag_global_argmin: bool = False
+    """one argmin of the batch-averaged error for all start states (released code) instead of one per start"""
+
+    # policy learning on model data (MAMBA)
+    horizon: int = 15
+    """imagined rollout length k (MAMBA: 15)"""
+    imag_batch_size: int = 40
+    """sequences whose posterior states start the rollouts, (seq_length) starts each (MAMBA: 40)"""
+    agent_epochs: int = 4
+    """imagination + PPO rounds per learner step (MAMBA EPOCHS: 4)"""
+    ppo_epochs: int = 5
+    """PPO passes over the imagined data (MAMBA: 5)"""
+    ppo_minibatch: int = 2000
+    """imagined samples (each with N agents) per PPO minibatch (MAMBA: 2000)"""
+    clip_coef: float = 0.2
+    """PPO ratio clip (MAMBA: 0.2)"""
+    actor_lr: float = 5e-4
+    """actor learning rate (MAMBA: 5e-4)"""
+    critic_lr: float = 5e-4
+    """critic learning rate (MAMBA: 5e-4)"""
+    gamma: float = 0.99
+    """discount γ (MAMBA: 0.99)"""
+    lam: float = 0.95
+    """λ of the λ-returns (MAMBA DISCOUNT_LAMBDA: 0.95)"""
+    ent_coef: float = 0.001
+    """entropy bonus weight (MAMBA ENTROPY: 0.001)"""
+    ent_annealing: float = 0.99998
+    """entropy weight multiplier after every actor update (MAMBA: 0.99998)"""
+
+
+# The CPU preset: the same algorithm, smaller and with fewer updates per episode. Values chosen so a
+# 3m run makes progress on a shared 2-core CPU (benchmarks/mag_results.md). Flags still override.
+CPU_PRESET = dict(
+    hidden=64, deter=64, n_categoricals=8, n_classes=8, attn_layers=1, attn_heads=4,
+    model_epochs=8, model_batch_size=16, rm_hidden=64, rm_epochs=8,
+    agent_epochs=1, imag_batch_size=8, ppo_epochs=3, ppo_minibatch=500, threads=1,
+    num_envs=8, eval_interval=2_000, checkpoint_interval=5_000, total_timesteps=60_000,
+)
+
+# MAG Appendix B, Table 1: (L, H) per SMAC map. Maps not in the table use the released code's (4, 6).
+MAG_LH = {"2s_vs_1sc": (5, 10), "3s_vs_3z": (5, 10), "2s3z": (5, 10), "3s_vs_4z": (4, 10),
+          "3s_vs_5z": (5, 7), "2c_vs_64zg": (5, 7), "corridor": (4, 6), "3s5z_vs_3s6z": (4, 7)}
+MAG_LH_DEFAULT = (4, 6)
+
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+def mlp(inp, hidden, out, layers, act=nn.ReLU):
+    """`layers` hidden layers of width `hidden`, then a linear output."""
+    mods, d = [], inp
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), act()]
+        d = hidden
+    return nn.Sequential(*mods, nn.Linear(d, out))
+
+
+def sample_index(logits):
+    """A sample of each categorical over the last axis, by inverting its CDF with one uniform number (a
+    few times cheaper on a CPU than torch.distributions). u lies in (0, total], so a class of
+    probability 0 (a masked action) is never drawn. [..., K] -> [...]"""
+    cdf = logits.softmax(-1).cumsum(-1)
+    u = (1 - torch.rand(cdf.shape[:-1], device=cdf.device))[..., None] * cdf[..., -1:]
+    return (cdf < u).sum(-1)
+
+
+def sample_onehot(logits):
+    return F.one_hot(sample_index(logits), logits.shape[-1]).to(logits.dtype)
+
+
+def straight_through_sample(logits):
+    """A one-hot sample with the gradient of the probabilities (straight-through, DreamerV2/MAMBA)."""
+    probs = logits.softmax(-1)
+    return sample_onehot(logits) + probs - probs.detach()
+
+
+def kl_balanced(post_logits, prior_logits, alpha):
+    """KL balancing (DreamerV2, MAMBA): α KL(sg(q)||p) trains the prior towards the posterior, (1-α)
+    KL(q||sg(p)) regularises the posterior. Each KL is summed over classes and averaged over the
+    categoricals. [..., C, K] -> [...]"""
+    def kl(q_logits, p_logits):
+        return (q_logits.softmax(-1) * (q_logits.log_softmax(-1) - p_logits.log_softmax(-1))).sum(-1).mean(-1)
+    return alpha * kl(post_logits.detach(), prior_logits) + (1 - alpha) * kl(post_logits, prior_logits.detach())
+
+
+class AgentAttention(nn.Module):
+    """A transformer encoder whose sequence axis is the agents, after a fixed sinusoidal code of the
+    agent index (MAMBA's AttentionEncoder: post-norm, ReLU, feed-forward width d)."""
+
+    def __init__(self, n_agents, d, heads, layers, dropout):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=d, dropout=dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        pos = torch.arange(n_agents, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+        code = torch.zeros(n_agents, d)
+        code[:, 0::2], code[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+        self.register_buffer("code", code, persistent=False)
+
+    def forward(self, x):  # [B, N, d]
+        return self.encoder(x + self.code)
+
+
+class WorldModel(nn.Module):
+    """MAMBA's RSSM: N local models P̂^i with shared weights. Agent i's latent state is s^i = (h^i, z^i):
+    h^i deterministic (GRU), z^i stochastic (C categoricals of K classes). The local models exchange
+    information only through the attention across agents in the transition (the paper's
+    (f^1..f^N) = Attention(l^1..l^N), Sec. 1), which is what lets one model's error reach the others."""
+
+    def __init__(self, n_agents, obs_dim, n_actions, args):
+        super().__init__()
+        H, D = args.hidden, args.deter
+        self.C, self.K, self.n_actions = args.n_categoricals, args.n_classes, n_actions
+        S = self.C * self.K
+        self.feat_dim = S + D
+        self.encoder = mlp(obs_dim, H, H, 3)  # e(o)
+        self.action_latent = nn.Sequential(nn.Linear(n_actions + S, H), nn.ReLU())  # l^i = (z^i, a^i)
+        self.attention = AgentAttention(n_agents, H, args.attn_heads, args.attn_layers, args.attn_dropout)
+        self.gru = nn.GRUCell(H, D)
+        self.prior_net = mlp(D, H, S, 1)  # p(z_{t+1} | h_{t+1})
+        self.posterior_net = mlp(D + H, H, S, 1)  # q(z_{t+1} | h_{t+1}, o_{t+1})
+        self.decoder = mlp(S + D, H, obs_dim, 3)  # ô_{t+1}
+        self.reward = mlp(S + D, H, 1, 2, nn.ELU)  # R̂_t, the team reward, predicted by every local model
+        self.pcont = mlp(S + D, H, 1, 2, nn.ELU)  # logit of 1 - done_t
+        self.avail = mlp(S + D, H, n_actions, 2, nn.ELU)  # logits of avail(o_{t+1}), Bernoulli per action
+
+    def transition(self, action_onehot, z, h):
+        """h_{t+1} = GRU(Attention_i(MLP[a_t, z_t]), h_t) and the prior logits of z_{t+1}.
+        action_onehot [B, N, A], z [B, N, C, K], h [B, N, D] -> h [B, N, D], logits [B, N, C, K]."""
+        B, N = h.shape[:2]
+        x = self.attention(self.action_latent(torch.cat([action_onehot, z.flatten(-2)], -1)))  # [B, N, H]
+        h = self.gru(x.reshape(B * N, -1), h.reshape(B * N, -1)).view(B, N, -1)
+        return h, self.prior_net(h).view(B, N, self.C, self.K)
+
+    def posterior(self, h, obs):
+        """Posterior logits of z_t from h_t and the real o_t. [B, N, D], [B, N, O] -> [B, N, C, K]."""
+        return self.posterior_net(torch.cat([h, self.encoder(obs)], -1)).view(*h.shape[:2], self.C, self.K)
+
+    @staticmethod
+    def feat(h, z):
+        return torch.cat([z.flatten(-2), h], -1)  # [..., C*K + D]
+
+
+class ModelErrorPredictor(nn.Module):
+    """R̂_m (Sec. 3.3, Appendix B: 4 layers of 256): the prediction error expected of a local model that
+    has predicted the latent state s^i_{t+1}, i.e. the model-reward R_m of the model MMDP with its sign
+    flipped (an error to minimise). One network shared by the agents, on detached features."""
+
+    def __init__(self, feat_dim, hidden, layers):
+        super().__init__()
+        self.net = mlp(feat_dim, hidden, 1, layers, nn.ELU)
+
+    def forward(self, feat):  # [..., F] -> [...]
+        return self.net(feat).squeeze(-1)
+
+
+class Actor(nn.Module):
+    """π^i(a | s^i): an MLP on agent i's own latent feature (MAMBA: 2 layers of 256, shared weights)."""
+
+    def __init__(self, feat_dim, hidden, n_actions):
+        super().__init__()
+        self.net = mlp(feat_dim, hidden, n_actions, 2)
+
+    def forward(self, feat):  # [..., F] -> [..., A]
+        return self.net(feat)
+
+
+class Critic(nn.Module):
+    """V^i(s): agent i's feature, then one attention layer across agents (MAMBA's centralised critic)."""
+
+    def __init__(self, n_agents, feat_dim, hidden, heads):
+        super().__init__()
+        self.embed = nn.Linear(feat_dim, hidden)
+        self.attention = AgentAttention(n_agents, hidden, heads, 1, 0.0)
+        self.head = mlp(hidden, hidden, 1, 1)
+
+    def forward(self, feat):  # [B, N, F] -> [B, N]
+        x = self.attention(F.relu(self.embed(feat)))
+        return self.head(F.relu(x)).squeeze(-1)
+
+
+def masked_logits(logits, avail):
+    """Legal-action mask: unavailable actions get -1e10 (not -inf, so an all-zero mask stays finite)."""
+    return logits.masked_fill(avail < 0.5, -1e10)
+
+
+def policy_step(wm, actor, feat, greedy=False):
+    """Line 9 in imagination: avail ~ Bernoulli(the model's avail head), then a^i ~ π^i(.|s^i) over the
+    legal actions. feat [..., F] -> action [...], avail [..., A], masked logits [..., A]."""
+    avail = torch.bernoulli(torch.sigmoid(wm.avail(feat)))
+    logits = masked_logits(actor(feat), avail)
+    action = logits.argmax(-1) if greedy else sample_index(logits)
+    return action, avail, logits
+
+
+# ---------------------------------------------------------------------------------------------
+# The environment dataset D_e: one row per env step, a stream per env
+# ---------------------------------------------------------------------------------------------
+def make_buffer(num_envs, capacity, n_agents, obs_dim, n_actions):
+    """Row t of env e: o_t, avail(o_t), a_t, r_t, done_t, first_t (o_t starts an episode) and fake_t
+    (an absorbing row written after a true termination). Sequences never mix envs."""
+    C = capacity // num_envs
+    return dict(obs=np.zeros((num_envs, C, n_agents, obs_dim), np.float32),
+                avail=np.zeros((num_envs, C, n_agents, n_actions), np.float32),
+                action=np.zeros((num_envs, C, n_agents), np.int64),
+                reward=np.zeros((num_envs, C), np.float32), done=np.zeros((num_envs, C), np.float32),
+                first=np.zeros((num_envs, C), np.float32), fake=np.zeros((num_envs, C), np.float32),
+                ptr=np.zeros(num_envs, np.int64), size=np.zeros(num_envs, np.int64))
+
+
+def buffer_add(buf, e, **row):
+    i = buf["ptr"][e]
+    for k, v in row.items():
+        buf[k][e, i] = v
+    buf["ptr"][e] = (i + 1) % buf["obs"].shape[1]
+    buf["size"][e] = min(buf["size"][e] + 1, buf["obs"].shape[1])
+
+
+def buffer_sample(buf, batch_size, length, rng, device):
+    """`batch_size` windows of `length` consecutive rows of one env, never across the write pointer.
+    Returns tensors shaped [length, batch, ...]."""
+    C = buf["obs"].shape[1]
+    room = np.maximum(buf["size"] - length + 1, 0)
+    envs = rng.choice(len(room), batch_size, p=room / room.sum())
+    oldest = np.where(buf["size"] == C, buf["ptr"], 0)[envs]
+    starts = oldest + (rng.random(batch_size) * room[envs]).astype(np.int64)
+    idx = (starts[:, None] + np.arange(length)) % C  # [B, T]
+    out = {k: torch.as_tensor(buf[k][envs[:, None], idx].swapaxes(0, 1)).to(device)
+           for k in ("obs", "avail", "action", "reward", "done", "first", "fake")}
+    out["action_onehot"] = F.one_hot(out["action"], buf["avail"].shape[-1]).float()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm 1 line 4: train the local models on D_e via one-step prediction
+# ---------------------------------------------------------------------------------------------
+def observe(wm, batch):
+    """Filter real sequences: posterior states s_t = (h_t, z_t), t = 0..T, and the prior logits of the
+    T transitions. The history restarts (h = 0) at rows that begin an episode.
+    Returns h [T+1, B, N, D], z [T+1, B, N, C, K], prior and posterior logits [T, B, N, C, K]."""
+    obs, a, first = batch["obs"], batch["action_onehot"], batch["first"]
+    h = torch.zeros(*obs.shape[1:3], wm.gru.hidden_size, device=obs.device)
+    post = wm.posterior(h, obs[0])
+    hs, zs, priors, posts = [h], [straight_through_sample(post)], [], []
+    for t in range(obs.shape[0] - 1):
+        h, prior = wm.transition(a[t], zs[-1], h)
+        h = h * (1 - first[t + 1])[:, None, None]  # a new episode: no history (that prior is masked)
+        post = wm.posterior(h, obs[t + 1])
+        hs.append(h), zs.append(straight_through_sample(post)), priors.append(prior), posts.append(post)
+    return torch.stack(hs), torch.stack(zs), torch.stack(priors), torch.stack(posts)
+
+
+def masked_mean(x, mask):
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def world_model_loss(wm, batch, kl_balance):
+    """One-step prediction loss (line 4): balanced KL + reconstruction + reward + continuation + avail.
+    Transition t (a_t from row t) is scored on the posterior state s_{t+1}; it counts only if row t+1
+    continues the same episode, and its observation terms only if o_{t+1} is real (not absorbing)."""
+    h, z, prior, post = observe(wm, batch)
+    valid = 1 - batch["first"][1:]  # [T, B]
+    seen = valid * (1 - batch["fake"][1:])
+    feat = wm.feat(h[1:], z[1:])  # [T, B, N, F]
+    kl = kl_balanced(post, prior, kl_balance).mean(-1)  # [T, B], mean over agents
+    rec = F.smooth_l1_loss(wm.decoder(feat), batch["obs"][1:], reduction="none").sum(-1).mean(-1)
+    rew = F.smooth_l1_loss(wm.reward(feat).squeeze(-1), batch["reward"][:-1, :, None].expand_as(feat[..., 0]),
+                           reduction="none").mean(-1)
+    pcont = F.binary_cross_entropy_with_logits(wm.pcont(feat).squeeze(-1),
+                                               (1 - batch["done"][:-1, :, None]).expand_as(feat[..., 0]),
+                                               reduction="none").mean(-1)
+    av = F.binary_cross_entropy_with_logits(wm.avail(feat), batch["avail"][1:], reduction="none").sum(-1).mean(-1)
+    losses = dict(model_kl=masked_mean(kl, valid), reconstruction=masked_mean(rec, seen),
+                  reward=masked_mean(rew, valid), pcont=masked_mean(pcont, valid), avail=masked_mean(av, seen))
+    return sum(losses.values()), losses
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm 1 line 5: train R̂_m on D_e (Sec. 3.3 "Approximating R_m")
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def prediction_error(wm, feat, next_obs, reward, seen):
+    """Sec. 3.3: the error of local model i on a real transition, ||ô^i' - o^i'||_2 + |R̂^i - R|, where
+    (ô^i', R̂^i) are decoded from its predicted state. feat [..., N, F], next_obs [..., N, O],
+    reward [...], seen [...] (1: o' is a real observation) -> [..., N]."""
+    obs_err = (wm.decoder(feat) - next_obs).norm(dim=-1) * seen[..., None]
+    return obs_err + (wm.reward(feat).squeeze(-1) - reward[..., None]).abs()
+
+
+def rm_loss(wm, rm, batch):
+    """R̂_m's input is the feature of a prediction sampled from the prior, s_{t+1} = (h_{t+1}, z ~ p),
+    and its label is that same prediction's error against the real transition (one pass, so input
+    and label agree; it is also what plan_to_predict scores: prior samples)."""
+    with torch.no_grad():
+        h, _, prior, _ = observe(wm, batch)
+        z = sample_onehot(prior)
+        feat = wm.feat(h[1:], z)  # [T, B, N, F]
+        valid = 1 - batch["first"][1:]
+        label = prediction_error(wm, feat, batch["obs"][1:], batch["reward"][:-1], valid * (1 - batch["fake"][1:]))
+    loss = F.smooth_l1_loss(rm(feat), label, reduction="none").mean(-1)  # [T, B]
+    return masked_mean(loss, valid), masked_mean(label.mean(-1), valid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm 1 lines 6-14: model rollouts, each prediction planned against the current joint policy
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False):
+    """Lines 10-12, random shooting in the model MMDP (Def. 1). The model-state is (s_t, a_t), already
+    folded into h_{t+1} and the prior; the local models' joint "model-action" is the prediction z_{t+1}.
+    Draw L candidate predictions, continue each for H-1 more steps in which the current joint policy π
+    acts as the dynamics (sampled actions and avail masks), score each rollout by the summed R̂_m of its
+    H predictions over agents (line 11), and keep the first prediction of the best (line 12). R̂_m is
+    an error, so the best rollout is the argmin (the paper's argmax of the model-reward).
+    h1 [B, N, D], prior_logits [B, N, C, K] -> z [B, N, C, K], chosen and first-candidate scores [B]."""
+    B, N = h1.shape[:2]
+    candidates = sample_onehot(prior_logits.expand(L, *prior_logits.shape))  # [L, B, N, C, K]
+    h, z = h1.expand(L, *h1.shape).reshape(L * B, N, -1), candidates.reshape(L * B, *candidates.shape[2:])
+    r_m = rm(wm.feat(h, z)).sum(-1)  # [L*B], the t = 0 term
+    for _ in range(H - 1):
+        action, _, _ = policy_step(wm, actor, wm.feat(h, z))
+        h, logits = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
+        z = sample_onehot(logits)
+        r_m = r_m + rm(wm.feat(h, z)).sum(-1)
+    r_m = r_m.view(L, B)
+    best = r_m.mean(1).argmin().expand(B) if global_argmin else r_m.argmin(0)  # [B]
+    arange = torch.arange(B, device=h1.device)
+    return candidates[best, arange], r_m[best, arange], r_m[0]
+
+
+@torch.no_grad()
+def imagine(wm, actor, critic, rm, h, z, args, L, H):
+    """Lines 6-14: from M real posterior start states (line 7), `horizon` steps in which the agents act
+    with π (line 9) and the next joint state is one prior sample (MAMBA, --no-mag) or planned
+    (MAG, lines 10-12). Returns the model dataset D_m of this round as flat tensors, plus diagnostics."""
+    feats, actions, avails, logps, rewards, conts, chosen, first = [], [], [], [], [], [], [], []
+    for _ in range(args.horizon):
+        feat = wm.feat(h, z)  # [M, N, F]
+        action, avail, logits = policy_step(wm, actor, feat)
+        h, prior = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
+        if args.mag:
+            z, score, score_first = plan_to_predict(wm, actor, rm, h, prior, L, H, args.mag_global_argmin)
+            chosen.append(score), first.append(score_first)
+        else:
+            z = sample_onehot(prior)
+        next_feat = wm.feat(h, z)
+        feats.append(feat), actions.append(action), avails.append(avail)
+        logps.append(logits.log_softmax(-1).gather(-1, action[..., None]).squeeze(-1))
+        rewards.append(wm.reward(next_feat).squeeze(-1).mean(-1))  # team reward: mean over the local models
+        conts.append(torch.sigmoid(wm.pcont(next_feat).squeeze(-1)).mean(-1))
+    feats.append(wm.feat(h, z))
+    values = torch.stack([critic(f) for f in feats])  # [K+1, M, N]
+    returns = lambda_returns(torch.stack(rewards), torch.stack(conts), values, args.gamma, args.lam)
+    data = dict(feat=torch.stack(feats[:-1]), action=torch.stack(actions), avail=torch.stack(avails),
+                logp=torch.stack(logps), ret=returns, adv=returns - values[:-1])
+    data = {k: v.flatten(0, 1) for k, v in data.items()}  # [K*M, N, ...]
+    diag = dict(imagined_reward=torch.stack(rewards).mean().item())
+    if args.mag:
+        diag.update(chosen_rm=torch.stack(chosen).mean().item(), random_rm=torch.stack(first).mean().item())
+    return data, diag
+
+
+def lambda_returns(rewards, conts, values, gamma, lam):
+    """R^λ_k = r_k + γ c_k [(1-λ) V(s_{k+1}) + λ R^λ_{k+1}], R^λ_K = V(s_K) (MAMBA, DreamerV2), with c_k
+    the predicted probability that the episode continues. rewards, conts [K, M]; values [K+1, M, N]
+    -> [K, M, N]."""
+    out, ret = [], values[-1]
+    for k in reversed(range(rewards.shape[0])):
+        ret = rewards[k, :, None] + gamma * conts[k, :, None] * ((1 - lam) * values[k + 1] + lam * ret)
+        out.append(ret)
+    return torch.stack(out[::-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm 1 lines 16-18: PPO on the model data (MAMBA)
+# ---------------------------------------------------------------------------------------------
+def ppo_update(actor, critic, actor_opt, critic_opt, data, args, ent_coef, rng):
+    """Clipped PPO for the actor (old log-probs from the imagination), (R^λ - V)^2 / 2 for the critic,
+    alternating on each minibatch. Returns the mean losses and the annealed entropy weight."""
+    adv = data["adv"]
+    adv = (adv - adv.mean()) / (adv.std() + 1e-4)
+    n, stats = adv.shape[0], dict(actor=[], critic=[], entropy=[])
+    for _ in range(args.ppo_epochs):
+        perm = torch.as_tensor(rng.permutation(n), device=adv.device)
+        for mb in perm.split(args.ppo_minibatch):
+            logits = masked_logits(actor(data["feat"][mb]), data["avail"][mb]).log_softmax(-1)  # [mb, N, A]
+            ratio = torch.exp(logits.gather(-1, data["action"][mb, :, None]).squeeze(-1) - data["logp"][mb])
+            pg = -torch.min(ratio * adv[mb], ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef) * adv[mb])
+            entropy = -(logits.exp() * logits).sum(-1)
+            actor_loss = pg.mean() - ent_coef * entropy.mean()
+            actor_opt.zero_grad()
+            actor_loss.backward()
+            nn.utils.clip_grad_norm_(actor.parameters(), args.grad_clip)
+            actor_opt.step()
+            ent_coef *= args.ent_annealing
+
+            critic_loss = 0.5 * (critic(data["feat"][mb]) - data["ret"][mb]).pow(2).mean()
+            critic_opt.zero_grad()
+            critic_loss.backward()
+            nn.utils.clip_grad_norm_(critic.parameters(), args.grad_clip)
+            critic_opt.step()
+            stats["actor"].append(pg.mean().item()), stats["critic"].append(critic_loss.item())
+            stats["entropy"].append(entropy.mean().item())
+    return {k: float(np.mean(v)) for k, v in stats.items()}, ent_coef
+
+
+# ---------------------------------------------------------------------------------------------
+# Acting in the real environment (line 3) and greedy evaluation
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def filter_step(wm, h, z, action, obs, done):
+    """Advance the agents' world-model state by one real step: h_{t+1} from (a_t, z_t, h_t), reset where
+    the episode ended, then z_{t+1} from the posterior of the real o_{t+1} (as in `observe`)."""
+    h, _ = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
+    h = h * (1 - done.float())[:, None, None]
+    return h, straight_through_sample(wm.posterior(h, obs))
+
+
+@torch.no_grad()
+def act(wm, actor, h, z, avail, greedy):
+    """π^i on the posterior feature of agent i (MAMBA: the agents run the world model, attention
+    included, on their real observations), masked by the env's legal actions. -> [E, N]"""
+    logits = masked_logits(actor(wm.feat(h, z)), avail)
+    return logits.argmax(-1) if greedy else sample_index(logits)
+
+
+def evaluate(wm, actor, env, n_episodes, device):
+    """Greedy episodes: every eval env plays the same quota of whole episodes (no bias to short ones)."""
+    wm.eval()
+    quota = math.ceil(n_episodes / env.num_envs)
+    counts, wins, returns = np.zeros(env.num_envs, np.int64), [], []
+    obs, _, avail = env.reset()
+    obs, avail = torch.as_tensor(obs, device=device), torch.as_tensor(avail, device=device)
+    h = torch.zeros(*obs.shape[:2], wm.gru.hidden_size, device=device)
+    with torch.no_grad():
+        z = straight_through_sample(wm.posterior(h, obs))
+    while (counts < quota).any():
+        action = act(wm, actor, h, z, avail, greedy=True)
+        obs, _, avail, _, done, info = env.step(action.cpu().numpy())
+        for e in np.flatnonzero(done & (counts < quota)):
+            counts[e] += 1
+            wins.append(info["won"][e]), returns.append(info["episode_return"][e])
+        obs, avail = torch.as_tensor(obs, device=device), torch.as_tensor(avail, device=device)
+        h, z = filter_step(wm, h, z, action, obs, torch.as_tensor(done, device=device))
+    wm.train()
+    return float(np.mean(wins)), float(np.mean(returns))
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments and checkpoints
+# ---------------------------------------------------------------------------------------------
+def load_checkpoint(path):
+    if not os.path.isfile(path):
+        fail(f"checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        fail(f"cannot read checkpoint {path}: {type(e).__name__}")
+    if not isinstance(ckpt, dict) or ckpt.get("script") != "mag":
+        fail(f"{path} is not a mag.py checkpoint")
+    return ckpt
+
+
+def parse_args():
+    """tyro, twice where needed: a checkpoint's saved settings (or the CPU preset) become the defaults
+    that the command-line flags then override."""
+    args = tyro.cli(Args)
+    ckpt = None
+    if args.checkpoint is not None:
+        ckpt = load_checkpoint(args.checkpoint)
+        saved = {k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(Args)}}
+        base = dataclasses.replace(Args(**saved), checkpoint=None, eval_only=False)
+    elif args.preset == "cpu":
+        base = dataclasses.replace(Args(), preset="cpu", **CPU_PRESET)
+    else:
+        return args, None
+    return tyro.cli(Args, default=base), ckpt
+
+
+def validate(args, ckpt):
+    if args.preset not in ("paper", "cpu"):
+        fail(f"unknown preset {args.preset!r}; choose paper or cpu")
+    if args.map not in games.SMAC_MAPS:
+        fail(f"unknown map {args.map!r}; maps: {', '.join(games.SMAC_MAPS)}")
+    if ckpt is not None and ckpt["map"] != args.map:
+        fail(f"checkpoint {args.checkpoint} is for map {ckpt['map']}, not {args.map}")
+    if args.eval_only and args.checkpoint is None:
+        fail("--eval-only needs --checkpoint")
+    if args.horizon < 1:
+        fail(f"--horizon must be >= 1, got {args.horizon}")
+    if args.mag_l is not None and args.mag_l < 1:
+        fail(f"--mag-l (L, rollouts per prediction) must be >= 1, got {args.mag_l}")
+    if args.mag_h is not None and args.mag_h < 1:
+        fail(f"--mag-h (H, planning horizon) must be >= 1, got {args.mag_h}")
+    L, H = MAG_LH.get(args.map, MAG_LH_DEFAULT)
+    L, H = args.mag_l or L, args.mag_h or H
+    if H > args.horizon:
+        fail(f"MAG's planning horizon H={H} exceeds the imagination horizon {args.horizon} (paper: H <= k)")
+    positive = ("num_envs", "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval",
+                "hidden", "deter", "n_categoricals", "n_classes", "attn_layers", "attn_heads", "model_epochs",
+                "model_batch_size", "rm_layers", "rm_hidden", "imag_batch_size", "ppo_epochs", "ppo_minibatch")
+    for name in positive:
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.seq_length < 2:
+        fail(f"--seq-length must be >= 2, got {args.seq_length}")
+    if args.hidden % args.attn_heads:
+        fail(f"--hidden ({args.hidden}) must be divisible by --attn-heads ({args.attn_heads})")
+    if args.min_buffer_size < args.num_envs * args.seq_length:
+        fail(f"--min-buffer-size must be >= num_envs * seq_length = {args.num_envs * args.seq_length}")
+    if args.buffer_capacity // args.num_envs < args.seq_length + 1:
+        fail(f"--buffer-capacity {args.buffer_capacity} is too small for {args.num_envs} envs")
+    if not (0 <= args.kl_balance <= 1 and 0 <= args.lam <= 1 and 0 <= args.gamma <= 1):
+        fail("--kl-balance, --lam and --gamma must lie in [0, 1]")
+    return L, H
+
+
+def save_checkpoint(path, nets, opts, buf, state, args, run_name):
+    hi = int(buf["size"].max())  # rows beyond every env's stream are still empty: not saved
+    ckpt = dict(script="mag", map=args.map, args=dataclasses.asdict(args), run_name=run_name,
+                nets={k: v.state_dict() for k, v in nets.items()}, opts={k: v.state_dict() for k, v in opts.items()},
+                buffer={k: (v[:, :hi] if v.ndim > 1 else v) for k, v in buf.items()},
+                rng=dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+                         buffer_rng=state["rng"].bit_generator.state),
+                **{k: v for k, v in state.items() if k != "rng"})
+    tmp = path + ".tmp"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+if __name__ == "__main__":
+    args, ckpt = parse_args()
+    L, H = validate(args, ckpt)
+    try:
+        envs = None if args.eval_only else games.make_starcraft(args.map, args.num_envs, args.seed, args.backend)
+        eval_envs = games.make_starcraft(args.map, args.num_envs, args.seed + 10_000, args.backend)
+    except (ValueError, RuntimeError, ImportError) as e:
+        fail(str(e))
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            fail("--track needs wandb: pip install wandb")
+
+    run_name = ckpt["run_name"] if ckpt else f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name,
+                   save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
+                    "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    print(f"StarCraft backend: {eval_envs.backend}; map {args.map}; "
+          f"{'MAG (L=%d, H=%d%s)' % (L, H, ', global argmin' if args.mag_global_argmin else '') if args.mag else 'MAMBA (--no-mag)'}")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    N, A, O = eval_envs.n_agents, eval_envs.n_actions, eval_envs.obs_dim
+
+    wm = WorldModel(N, O, A, args).to(device)
+    rm = ModelErrorPredictor(wm.feat_dim, args.rm_hidden, args.rm_layers).to(device)
+    actor = Actor(wm.feat_dim, args.hidden, A).to(device)
+    critic = Critic(N, wm.feat_dim, args.hidden, args.attn_heads).to(device)
+    nets = dict(world_model=wm, rm=rm, actor=actor, critic=critic)
+    opts = dict(world_model=torch.optim.Adam(wm.parameters(), lr=args.model_lr),
+                rm=torch.optim.Adam(rm.parameters(), lr=args.rm_lr),
+                actor=torch.optim.Adam(actor.parameters(), lr=args.actor_lr, weight_decay=1e-5),
+                critic=torch.optim.Adam(critic.parameters(), lr=args.critic_lr))
+    buf = make_buffer(args.num_envs, args.buffer_capacity, N, O, A)
+    state = dict(global_step=0, learner_steps=0, episodes=0, ent_coef=args.ent_coef, next_eval=0,
+                 next_checkpoint=args.checkpoint_interval, recent_wins=[], rng=np.random.default_rng(args.seed))
+    if ckpt is not None:
+        try:
+            for k, net in nets.items():
+                net.load_state_dict(ckpt["nets"][k])
+            for k, opt in opts.items():
+                opt.load_state_dict(ckpt["opts"][k])
+        except (RuntimeError, KeyError, ValueError) as e:
+            fail(f"checkpoint {args.checkpoint} does not fit these sizes: {str(e).splitlines()[0]}")
+        if buf["obs"].shape[0] != ckpt["buffer"]["obs"].shape[0]:
+            fail(f"checkpoint was written with --num-envs {ckpt['buffer']['obs'].shape[0]}")
+        for k, v in ckpt["buffer"].items():
+            if v.ndim > 1:
+                buf[k][:, : v.shape[1]] = v[:, : buf[k].shape[1]]
+            else:
+                buf[k][:] = v
+        for k in ("global_step", "learner_steps", "episodes", "ent_coef", "next_eval", "next_checkpoint",
+                  "recent_wins"):
+            state[k] = ckpt[k]
+        random.setstate(ckpt["rng"]["python"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        state["rng"].bit_generator.state = ckpt["rng"]["buffer_rng"]
+    rng = state["rng"]
+
+    if args.eval_only:
+        win_rate, ret = evaluate(wm, actor, eval_envs, args.eval_episodes, device)
+        writer.add_scalar("eval/win_rate", win_rate, state["global_step"])
+        writer.add_scalar("eval/episodic_return", ret, state["global_step"])
+        print(f"step {state['global_step']}: greedy win rate {win_rate:.3f}, return {ret:.2f} "
+              f"over {args.eval_episodes} episodes")
+        writer.close()
+        sys.exit(0)
+
+    def learner_step():
+        """Algorithm 1 lines 4-18, run after every finished real episode."""
+        logs = {}
+        for _ in range(args.model_epochs):  # line 4
+            total, losses = world_model_loss(wm, buffer_sample(buf, args.model_batch_size, args.seq_length,
+                                                               rng, device), args.kl_balance)
+            opts["world_model"].zero_grad()
+            total.backward()
+            nn.utils.clip_grad_norm_(wm.parameters(), args.grad_clip)
+            opts["world_model"].step()
+            for k, v in losses.items():
+                logs.setdefault(k, []).append(v.item())
+        wm.eval()  # no dropout while labelling and imagining (as the authors)
+        if args.mag:
+            for _ in range(args.rm_epochs):  # line 5
+                loss, label = rm_loss(wm, rm, buffer_sample(buf, args.model_batch_size, args.seq_length, rng, device))
+                opts["rm"].zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(rm.parameters(), args.grad_clip)
+                opts["rm"].step()
+                logs.setdefault("rm", []).append(loss.item()), logs.setdefault("rm_label", []).append(label.item())
+        for _ in range(args.agent_epochs):
+            batch = buffer_sample(buf, args.imag_batch_size, args.seq_length, rng, device)
+            with torch.no_grad():
+                h, z, _, _ = observe(wm, batch)  # line 7: start states are posteriors of real data
+            real = batch["fake"].flatten() < 0.5
+            data, diag = imagine(wm, actor, critic, rm, h.flatten(0, 1)[real], z.flatten(0, 1)[real], args, L, H)
+            stats, state["ent_coef"] = ppo_update(actor, critic, opts["actor"], opts["critic"], data, args,
+                                                  state["ent_coef"], rng)
+            for k, v in {**stats, **diag}.items():
+                logs.setdefault(k, []).append(v)
+        wm.train()
+        state["learner_steps"] += 1
+        step = state["global_step"]
+        for k, v in logs.items():
+            ns = "mag" if k in ("chosen_rm", "random_rm", "rm_label", "imagined_reward") else "losses"
+            writer.add_scalar(f"{ns}/{k}", float(np.mean(v)), step)
+        writer.add_scalar("charts/ent_coef", state["ent_coef"], step)
+
+    # Algorithm 1 line 2: the loop over real episodes
+    obs_np, _, avail_np = envs.reset()
+    obs, avail = torch.as_tensor(obs_np, device=device), torch.as_tensor(avail_np, device=device)
+    h = torch.zeros(args.num_envs, N, args.deter, device=device)
+    with torch.no_grad():
+        z = straight_through_sample(wm.posterior(h, obs))
+    first = np.ones(args.num_envs, np.float32)  # the row after a reset (or a resume) starts an episode
+    start_time, start_step = time.time(), state["global_step"]
+    while state["global_step"] < args.total_timesteps:
+        action = act(wm, actor, h, z, avail, greedy=False)  # line 3
+        a = action.cpu().numpy()
+        next_obs, _, next_avail, reward, done, info = envs.step(a)
+        state["global_step"] += args.num_envs
+        terminal = done & ~info["timeout"]
+        for e in range(args.num_envs):
+            buffer_add(buf, e, obs=obs_np[e], avail=avail_np[e], action=a[e], reward=reward[e],
+                       done=float(terminal[e]), first=first[e], fake=0.0)
+            if terminal[e]:  # the absorbing row: the model learns r and done of the last step from it
+                buffer_add(buf, e, obs=np.zeros((N, O), np.float32), avail=np.zeros((N, A), np.float32),
+                           action=np.zeros(N, np.int64), reward=0.0, done=1.0, first=0.0, fake=1.0)
+        first = done.astype(np.float32)
+        obs_np, avail_np = next_obs, next_avail
+        obs, avail = torch.as_tensor(obs_np, device=device), torch.as_tensor(avail_np, device=device)
+        h, z = filter_step(wm, h, z, action, obs, torch.as_tensor(done, device=device))
+
+        for e in np.flatnonzero(done):
+            state["episodes"] += 1
+            state["recent_wins"] = (state["recent_wins"] + [float(info["won"][e])])[-20:]
+            writer.add_scalar("charts/episodic_return", info["episode_return"][e], state["global_step"])
+            writer.add_scalar("charts/episodic_length", info["episode_length"][e], state["global_step"])
+            writer.add_scalar("charts/win_rate", np.mean(state["recent_wins"]), state["global_step"])
+            if buf["size"].sum() >= args.min_buffer_size:
+                learner_step()
+        if done.any():
+            sps = int((state["global_step"] - start_step) / (time.time() - start_time))
+            writer.add_scalar("charts/SPS", sps, state["global_step"])
+            print(f"step {state['global_step']} episodes {state['episodes']} learner steps "
+                  f"{state['learner_steps']} running win rate {np.mean(state['recent_wins']):.2f} SPS {sps}")
+
+        last = state["global_step"] >= args.total_timesteps
+        if state["global_step"] >= state["next_eval"] or last:
+            win_rate, ret = evaluate(wm, actor, eval_envs, args.eval_episodes, device)
+            writer.add_scalar("eval/win_rate", win_rate, state["global_step"])
+            writer.add_scalar("eval/episodic_return", ret, state["global_step"])
+            print(f"step {state['global_step']}: greedy win rate {win_rate:.3f}, return {ret:.2f}")
+            state["next_eval"] = state["global_step"] + args.eval_interval
+        if args.save_model and (state["global_step"] >= state["next_checkpoint"] or last):
+            state["next_checkpoint"] = state["global_step"] + args.checkpoint_interval
+            save_checkpoint(f"runs/{run_name}/checkpoint.pt", nets, opts, buf, state, args, run_name)
+
+    envs.close()
+    eval_envs.close()
+    writer.close()

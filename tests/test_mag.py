@@ -1,0 +1,229 @@
+"""mag.py: the pieces that are easy to get wrong (straight-through sampling, KL balancing, λ-returns,
+MAG's candidate choice), bad input, and an end-to-end smoke run that trains, evaluates, checkpoints
+and resumes."""
+import glob
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import mag
+
+SCRIPT = str(Path(__file__).resolve().parents[1] / "mag.py")
+
+
+# ---------------------------------------------------------------- sampling and losses
+def test_straight_through_sample_is_one_hot_with_probability_gradient():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 4, 5, requires_grad=True)
+    sample = mag.straight_through_sample(logits)
+    onehot = F.one_hot(sample.detach().argmax(-1), 5).float()
+    assert torch.allclose(sample.detach(), onehot, atol=1e-6)  # forward: one-hot (up to rounding)
+    w = torch.randn(5)
+    (grad_st,) = torch.autograd.grad((sample * w).sum(), logits)
+    (grad_probs,) = torch.autograd.grad((logits.softmax(-1) * w).sum(), logits)
+    assert torch.allclose(grad_st, grad_probs)  # backward: the gradient of the probabilities
+
+
+def test_sample_index_matches_probabilities_and_never_draws_a_masked_action():
+    torch.manual_seed(0)
+    logits = mag.masked_logits(torch.tensor([[0.0, 3.0, 1.0, 0.5]]), torch.tensor([[1.0, 0.0, 1.0, 0.0]]))
+    draws = mag.sample_index(logits.expand(100_000, 4))
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    assert freq[1] == 0 and freq[3] == 0
+    assert torch.allclose(freq, logits.softmax(-1)[0], atol=0.01)
+    # all-masked rows (possible with a sampled avail mask) stay finite and legal indices
+    assert mag.sample_index(torch.full((10, 4), -1e10)).max() < 4
+
+
+def test_kl_balancing_value_and_gradient_split():
+    torch.manual_seed(0)
+    q = torch.randn(3, 4, 6, requires_grad=True)  # [B, C, K] posterior logits
+    p = torch.randn(3, 4, 6, requires_grad=True)  # prior logits
+    kl = (q.softmax(-1) * (q.log_softmax(-1) - p.log_softmax(-1))).sum(-1).mean(-1)  # [B]
+    bal = mag.kl_balanced(q, p, 0.8)
+    assert torch.allclose(bal, kl)  # the value is the plain KL(q||p), summed over classes, mean over C
+    gq_bal, gp_bal = torch.autograd.grad(bal.sum(), (q, p))
+    gq, gp = torch.autograd.grad(kl.sum(), (q, p))
+    assert torch.allclose(gp_bal, 0.8 * gp, atol=1e-6)  # the prior moves with weight α = 0.8
+    assert torch.allclose(gq_bal, 0.2 * gq, atol=1e-6)  # the posterior with 1 - α
+
+
+def test_lambda_returns_by_hand():
+    r = torch.tensor([[1.0], [2.0]])  # [K=2, M=1]
+    c = torch.tensor([[1.0], [0.5]])
+    v = torch.tensor([[[10.0]], [[20.0]], [[30.0]]])  # [K+1, M, N=1]
+    g, lam = 0.9, 0.5
+    r1 = 2.0 + g * 0.5 * ((1 - lam) * 30.0 + lam * 30.0)  # R_K = V_K
+    r0 = 1.0 + g * 1.0 * ((1 - lam) * 20.0 + lam * r1)
+    out = mag.lambda_returns(r, c, v, g, lam)
+    assert torch.allclose(out[:, 0, 0], torch.tensor([r0, r1]))
+    td = mag.lambda_returns(r, c, v, g, 0.0)  # λ = 0: one-step targets
+    assert torch.allclose(td[:, 0, 0], torch.tensor([1.0 + g * 20.0, 2.0 + g * 0.5 * 30.0]))
+
+
+# ---------------------------------------------------------------- MAG's candidate choice
+class LatentKeepingModel(nn.Module):
+    """A world model whose transition keeps the sampled class (prior logits ±1e4 around it) and whose
+    features are the latent itself: each candidate's H predictions are all its first one."""
+    n_actions, K = 3, 5
+
+    def transition(self, action_onehot, z, h):
+        return h, (z - 0.5) * 2e4
+
+    def avail(self, feat):
+        return torch.full((*feat.shape[:-1], self.n_actions), 10.0)
+
+    @staticmethod
+    def feat(h, z):
+        return torch.cat([z.flatten(-2), h], -1)
+
+
+@pytest.mark.parametrize("global_argmin", [False, True])
+def test_plan_to_predict_keeps_the_argmin_of_summed_rm(global_argmin):
+    wm, L, H, B, N = LatentKeepingModel(), 6, 3, 32, 2
+    cost = torch.tensor([3.0, -1.0, 0.5, 2.0, 0.0])  # R̂_m of each class of the single categorical
+    rm = lambda feat: feat[..., :5] @ cost  # noqa: E731
+    actor = lambda feat: torch.zeros(*feat.shape[:-1], 3)  # noqa: E731
+    h1, prior = torch.zeros(B, N, 1), torch.zeros(B, N, 1, 5)  # uniform prior: candidates differ
+
+    torch.manual_seed(3)
+    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, global_argmin)
+    torch.manual_seed(3)  # the same draws: the candidates are the function's first samples
+    cand = mag.sample_onehot(prior.expand(L, *prior.shape))  # [L, B, N, 1, 5]
+    score = H * (cand[..., 0, :] @ cost).sum(-1)  # [L, B]: summed over agents and the H steps
+    best = score.mean(1).argmin().expand(B) if global_argmin else score.argmin(0)
+    assert torch.equal(z, cand[best, torch.arange(B)])
+    assert torch.allclose(chosen, score[best, torch.arange(B)]) and torch.allclose(first, score[0])
+    if not global_argmin:
+        assert torch.allclose(chosen, score.min(0).values)  # per start state: never worse than any candidate
+        assert (chosen < score[0]).any()
+
+
+# ---------------------------------------------------------------- command line
+def run(args, cwd, timeout=300):
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bad_map_from_the_command_line(tmp_path):
+    out = run(["--map", "4m"], tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown map '4m'")
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def cli_error(monkeypatch, capsys, argv):
+    """parse + validate in-process, as the script's first two lines do; returns the stderr lines."""
+    monkeypatch.setattr(sys, "argv", ["mag.py", *argv])
+    with pytest.raises(SystemExit) as e:
+        args, ckpt = mag.parse_args()
+        mag.validate(args, ckpt)
+    assert e.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--mag-l", "0"], "--mag-l (L, rollouts per prediction) must be >= 1"),
+    (["--mag-h", "0"], "--mag-h (H, planning horizon) must be >= 1"),
+    (["--mag-h", "16"], "H=16 exceeds the imagination horizon 15"),
+    (["--horizon", "8", "--map", "3s_vs_3z"], "H=10 exceeds"),  # Table 1's H for 3s_vs_3z
+    (["--map", "MMM2"], None),  # SC2-only map: passes validation, games.py refuses it (tested below)
+    (["--preset", "gpu"], "unknown preset 'gpu'"),
+    (["--eval-only"], "--eval-only needs --checkpoint"),
+    (["--hidden", "30"], "divisible by --attn-heads"),
+])
+def test_bad_input_one_line_exit_2(monkeypatch, capsys, argv, needle):
+    if needle is None:
+        monkeypatch.setattr(sys, "argv", ["mag.py", *argv])
+        args, ckpt = mag.parse_args()
+        mag.validate(args, ckpt)
+        with pytest.raises(ValueError, match="needs StarCraft II"):
+            mag.games.make_starcraft(args.map, 1, 0, "smax")
+        return
+    lines = cli_error(monkeypatch, capsys, argv)
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
+
+
+def test_foreign_checkpoint_rejected(tmp_path, monkeypatch, capsys):
+    torch.save({"script": "fop", "map": "3m"}, tmp_path / "other.pt")
+    lines = cli_error(monkeypatch, capsys, ["--checkpoint", str(tmp_path / "other.pt")])
+    assert lines == [f"error: {tmp_path / 'other.pt'} is not a mag.py checkpoint"]
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert cli_error(monkeypatch, capsys, ["--checkpoint", str(tmp_path / "junk.pt")])[0].startswith("error: cannot read")
+
+
+def test_cpu_preset_sets_defaults_that_flags_override(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["mag.py", "--preset", "cpu", "--hidden", "32"])
+    args, _ = mag.parse_args()
+    assert args.hidden == 32 and args.deter == mag.CPU_PRESET["deter"] and args.model_epochs == mag.CPU_PRESET["model_epochs"]
+    monkeypatch.setattr(sys, "argv", ["mag.py"])
+    args, _ = mag.parse_args()
+    assert args.hidden == 256 and args.n_categoricals == 32 and args.model_epochs == 60  # the paper's
+
+
+# ---------------------------------------------------------------- end to end
+TINY = ["--preset", "cpu", "--map", "3m", "--num-envs", "8", "--hidden", "16", "--deter", "16",
+        "--n-categoricals", "4", "--n-classes", "4", "--attn-heads", "2", "--rm-hidden", "16",
+        "--model-epochs", "2", "--rm-epochs", "2", "--model-batch-size", "4", "--seq-length", "6",
+        "--imag-batch-size", "2", "--horizon", "3", "--mag-l", "2", "--mag-h", "2", "--ppo-epochs", "1",
+        "--min-buffer-size", "64", "--eval-episodes", "8", "--eval-interval", "100000", "--seed", "3"]
+
+
+def scalars(run_dir):
+    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    ea.Reload()
+    return {t: [e.step for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
+
+
+def test_smoke_train_evaluate_checkpoint_resume(tmp_path):
+    out = run([*TINY, "--total-timesteps", "240", "--exp-name", "smoke"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "StarCraft backend: smax" in out.stdout and "MAG (L=2, H=2)" in out.stdout
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "3m__smoke__3__*"))
+    tags = scalars(run_dir)
+    for name in ("model_kl", "reconstruction", "reward", "pcont", "rm", "actor", "critic", "entropy"):
+        assert tags.get(f"losses/{name}"), f"losses/{name} missing: no update happened"
+    assert tags.get("mag/chosen_rm") and tags.get("charts/win_rate") and tags.get("charts/SPS")
+    assert len(tags["eval/win_rate"]) == 2  # at the first step and at the end
+    ckpt = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False)
+    assert ckpt["script"] == "mag" and ckpt["map"] == "3m" and ckpt["global_step"] == 240
+    assert ckpt["learner_steps"] >= 1 and ckpt["args"]["hidden"] == 16
+    first_steps = ckpt["global_step"]
+
+    # resume: the saved settings come back (no size flags given), the step counter continues
+    out = run(["--checkpoint", str(Path(run_dir) / "checkpoint.pt"), "--total-timesteps", "400"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ckpt2 = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False)
+    assert ckpt2["global_step"] == 400 and ckpt2["episodes"] > ckpt["episodes"]
+    assert ckpt2["learner_steps"] >= ckpt["learner_steps"]
+    assert len(glob.glob(run_dir + "/events*")) == 2  # the same run directory
+    assert max(scalars(run_dir)["losses/model_kl"]) > first_steps  # training went on after the resume
+
+
+
+def test_checkpoint_of_another_map_rejected(tmp_path, monkeypatch, capsys):
+    torch.save({"script": "mag", "map": "3m", "args": {"map": "3m"}}, tmp_path / "c.pt")
+    lines = cli_error(monkeypatch, capsys, ["--checkpoint", str(tmp_path / "c.pt"), "--map", "8m"])
+    assert lines == [f"error: checkpoint {tmp_path / 'c.pt'} is for map 3m, not 8m"]
+
+
+def test_buffer_windows_stay_inside_one_env_and_behind_the_write_pointer():
+    rng = np.random.default_rng(0)
+    buf = mag.make_buffer(2, 20, 1, 1, 2)  # 10 rows per env
+    for t in range(14):  # env 0 wraps around, env 1 does not
+        mag.buffer_add(buf, 0, obs=np.full((1, 1), t, np.float32), avail=np.ones((1, 2)), action=np.zeros(1),
+                       reward=0.0, done=0.0, first=0.0, fake=0.0)
+    for t in range(7):
+        mag.buffer_add(buf, 1, obs=np.full((1, 1), 100 + t, np.float32), avail=np.ones((1, 2)),
+                       action=np.zeros(1), reward=0.0, done=0.0, first=0.0, fake=0.0)
+    batch = mag.buffer_sample(buf, 500, 4, rng, "cpu")
+    seq = batch["obs"][:, :, 0, 0].T.numpy()  # [B, T]
+    assert (np.diff(seq, axis=1) == 1).all()  # consecutive rows of one env, never across the pointer
+    assert seq.min() >= 4 and {100, 103} <= set(seq[:, 0].tolist()) and 4 in set(seq[:, 0].tolist())
