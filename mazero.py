@@ -1,0 +1,765 @@
+# Efficient Multi-agent Reinforcement Learning by Planning (MAZero, ICLR 2024): MuZero for cooperative MARL. README section "mazero.py".
+"""MAZero: a centralised-training model with per-agent representation and dynamics (Sec. 4.1), sampled MCTS over
+joint actions with Optimistic Search Lambda (Sec. 4.2, `ctree_numpy.py`), Advantage-Weighted Policy Optimisation
+(Sec. 4.3), EfficientZero-style reanalyse with a delayed target network (Sec. 4.4, Appendix B.2).
+
+    python mazero.py --map 3m                      # the paper's Table 1 settings: meant for a GPU
+    python mazero.py --map 3m --preset cpu         # settings that learn 3m on a 2-core CPU (CPU_PRESET below)
+    python mazero.py --checkpoint runs/<run>/checkpoint.pt                # resume an interrupted run
+    python mazero.py --checkpoint runs/<run>/checkpoint.pt --eval-only    # evaluate a checkpoint
+    python mazero.py --policy-loss bc --no-os-lambda    # Fig. 5 ablations; --no-communication, --flattened-model: Fig. 6
+
+Where this script departs from the paper (P) or the authors' code (C, liuqh16/MAZero, train_smac.sh):
+  * Defaults are the paper's Table 1. The authors' script differs and each difference is a flag: stacked observations
+    1 (P: 4), rho 0.25 (P: 0.75), alpha 2 (P: 3), lr 5e-4 (P: 1e-4); their weight clip at 3 is used here too.
+  * Support: atoms at the integers -5..5 of h(x) space (the authors' DiscreteSupport(-5, 5), 11 atoms; P says "ten bins").
+  * Reward head: R(s_{t,k}, a_{t+k}) from the state the action is taken in, as Eq. 4 (C feeds it the next state).
+  * Value and reward losses run over every unroll step, past the episode end with zero targets (absorbing state, as C);
+    Eq. 13 starts the value sum at k=1, C at k=0 (done here). Policy and consistency losses are masked past the end.
+  * Target network: a copy of the online weights every 200 updates (C pushes weights that are 200 updates old, so its
+    lag is 200-400). Fixed n-step horizon (C shortens it for old data with a schedule tied to its 1M-update budget).
+  * Time-outs at the episode limit are terminal (as SMAC and C do): the adapter does not return the last observation.
+  * One process, synchronous: act one vectorised env step, then do the updates it pays for (`updates_per_env_step`;
+    C: 0.5 updates per transition, run in parallel Ray workers). Replay is never evicted (as C).
+  * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
+"""
+
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+import ctree_numpy
+import games
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """sets torch.backends.cudnn.deterministic"""
+    cuda: bool = True
+    """use CUDA when available"""
+    track: bool = False
+    """log to Weights & Biases"""
+    wandb_project_name: str = "marl-papers"
+    """the wandb project name"""
+    save_model: bool = True
+    """write checkpoints to runs/{run_name}/checkpoint.pt"""
+    checkpoint: Optional[str] = None
+    """resume from this checkpoint (its settings are the defaults); with --eval-only, just evaluate it"""
+    eval_only: bool = False
+    """evaluate --checkpoint and exit"""
+    preset: Optional[str] = None
+    """"cpu": the CPU_PRESET settings (fewer simulations, smaller reanalyse batch, fewer updates); None: the paper's"""
+
+    map: str = "3m"
+    """SMAC map"""
+    backend: str = "auto"
+    """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
+    num_envs: int = 8
+    """parallel environments, searched together in one batched MCTS per step (C: 4)"""
+    total_timesteps: int = 100_000
+    """environment steps (one per env per step)"""
+    eval_interval: int = 5_000
+    """evaluate every this many env steps"""
+    eval_episodes: int = 32
+    """evaluation episodes (paper Table 1: 32)"""
+    eval_mcts: bool = False
+    """evaluate with noise-free search and argmax visits (C's --use_mcts_test) instead of the greedy policy head"""
+    checkpoint_interval: int = 10_000
+    """write a checkpoint every this many env steps"""
+
+    stacked_observations: int = 4
+    """observations stacked per agent (paper Table 1: 4; C: 1)"""
+    gamma: float = 0.99
+    """discount gamma (paper Table 1: 0.99)"""
+    batch_size: int = 256
+    """minibatch size (paper Table 1: 256)"""
+    learning_rate: float = 1e-4
+    """Adam learning rate, constant (paper Table 1: 1e-4; C: 5e-4)"""
+    adam_eps: float = 1e-5
+    """Adam epsilon (paper Table 1: 1e-5)"""
+    weight_decay: float = 0.0
+    """weight decay (paper Table 1: 0)"""
+    max_grad_norm: float = 5.0
+    """max gradient norm (paper Table 1: 5)"""
+    priority_alpha: float = 0.6
+    """priority exponent c_alpha (paper Table 1: 0.6)"""
+    priority_beta: float = 0.4
+    """priority correction c_beta, annealed linearly to 1 (paper Table 1: 0.4 -> 1)"""
+    min_replay_size: int = 300
+    """transitions in replay before sampling starts (paper Table 1: 300)"""
+    target_update_interval: int = 200
+    """updates between refreshes of the reanalyse target network (paper Table 1: 200)"""
+    unroll_steps: int = 5
+    """unroll steps K of Eq. 13 (paper Table 1: 5)"""
+    td_steps: int = 5
+    """n of the n-step value target (paper Table 1: 5)"""
+    num_sampled: int = 10
+    """K, joint actions sampled per node (paper Table 1: 10)"""
+    num_simulations: int = 100
+    """N, simulations per search when acting (paper Table 1: 100)"""
+    reanalyse_simulations: Optional[int] = None
+    """simulations per reanalyse search; None: the same N (paper)"""
+    rho: float = 0.75
+    """OS(lambda) quantile rho: the top (1 - rho) of each U_d is kept, Eq. 6 (paper Table 1: 0.75; C: 0.25)"""
+    lam: float = 0.8
+    """OS(lambda) depth decay lambda, Eq. 7 (paper Table 1: 0.8)"""
+    alpha: float = 3.0
+    """AWPO temperature alpha, Eq. 10 (paper Table 1: 3; C: 2)"""
+    awpo_weight_clip: float = 3.0
+    """clip of the AWPO weight exp(A/alpha) (C: 3; the paper does not clip)"""
+    policy_loss: str = "awpo"
+    """awpo (Eq. 14) or bc (visit-count cross-entropy of Sampled MuZero, the paper's "No AWPO" ablation)"""
+    os_lambda: bool = True
+    """OS(lambda) values in the search (Eq. 5-9); --no-os-lambda: mean values (the paper's "No OS(lambda)")"""
+    communication: bool = True
+    """communication network e (Eq. 4); --no-communication: e = 0 (Fig. 6 ablation)"""
+    flattened_model: bool = False
+    """dynamics as one MLP over all agents' concatenated latents and actions (Fig. 6 "Flattened" ablation)"""
+    hidden_size: int = 128
+    """latent size per agent (paper Appendix B.1: 128)"""
+    support_size: int = 5
+    """value/reward support [-5, 5] in h(x) space (paper Appendix B.1)"""
+    dirichlet_alpha: float = 0.3
+    """root Dirichlet noise alpha (C: 0.3)"""
+    dirichlet_fraction: float = 0.25
+    """root Dirichlet noise fraction (C: 0.25)"""
+    updates_per_env_step: float = 0.5
+    """gradient updates per env transition (C: 1M updates over 2M transitions)"""
+    reward_loss_coef: float = 1.0
+    """reward loss weight (C: 1)"""
+    value_loss_coef: float = 0.25
+    """value loss weight (C: 0.25)"""
+    policy_loss_coef: float = 1.0
+    """policy loss weight (C: 1)"""
+    consistency_loss_coef: float = 2.0
+    """consistency loss weight (C: 2)"""
+
+
+# What `--preset cpu` changes. A search costs one model call per simulation, so the paper's reanalyse (256 positions
+# x 6 unroll steps = 1536 roots, N = 100, every update, 0.5 updates per transition) is ~8 s of CPU per update here.
+CPU_PRESET = dict(
+    num_envs=16,                # one search serves 16 envs: acting cost per env step halves
+    num_simulations=32,
+    reanalyse_simulations=16,   # >= K = 10, so every sampled root action is still visited
+    batch_size=32,
+    updates_per_env_step=0.25,
+    hidden_size=64,             # the transformer is ~80% of a model call; 64 is ~2.5x faster than 128
+    learning_rate=5e-4,         # C's learning rate
+    eval_interval=2_500,
+    checkpoint_interval=5_000,
+    total_timesteps=50_000,
+)
+
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Value and reward representation (Appendix B.1): h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x, then two-hot categorical
+# targets over the integer atoms -S..S of h space (MuZero, Appendix F).
+# ---------------------------------------------------------------------------------------------------------------------
+H_EPS = 0.001
+
+
+def h_transform(x):
+    return torch.sign(x) * (torch.sqrt(x.abs() + 1) - 1) + H_EPS * x
+
+
+def h_inverse(y):
+    z = y.double()  # float32 loses ~1e-5 to cancellation near 0
+    return (torch.sign(z) * (((torch.sqrt(1 + 4 * H_EPS * (z.abs() + 1 + H_EPS)) - 1) / (2 * H_EPS)) ** 2 - 1)).to(y.dtype)
+
+
+def scalar_to_support(x, S):
+    """[...] scalars -> [..., 2S+1] two-hot probabilities of h(x) on the atoms -S..S."""
+    y = h_transform(x).clamp(-S, S)
+    low = y.floor()
+    p_high = y - low
+    idx = (low + S).long()
+    target = torch.zeros(*x.shape, 2 * S + 1, device=x.device)
+    target.scatter_(-1, idx.unsqueeze(-1), (1 - p_high).unsqueeze(-1))
+    target.scatter_add_(-1, (idx + 1).clamp(max=2 * S).unsqueeze(-1), p_high.unsqueeze(-1))  # y = S: p_high = 0
+    return target
+
+
+def support_to_scalar(logits, S):
+    """[..., 2S+1] logits -> [...] scalars: h^-1 of the expected atom."""
+    atoms = torch.arange(-S, S + 1, device=logits.device, dtype=logits.dtype)
+    return h_inverse((logits.softmax(-1) * atoms).sum(-1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model, Sec. 4.1, Eq. 4, Fig. 2, Appendix B.1: every linear layer is followed by ReLU and LayerNorm.
+# ---------------------------------------------------------------------------------------------------------------------
+def mlp(sizes):
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        linear = nn.Linear(a, b)
+        nn.init.orthogonal_(linear.weight, nn.init.calculate_gain("relu"))
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.ReLU(), nn.LayerNorm(b)]
+    return nn.Sequential(*layers)
+
+
+def head(sizes, out):
+    """MLP then a zero-initialised output layer (C): a fresh model predicts 0 and a uniform policy."""
+    last = nn.Linear(sizes[-1], out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(mlp(sizes), last)
+
+
+class Representation(nn.Module):
+    """s^i_{t,0} = h(o^i_{<=t}), Eq. 4: shared over agents, input LayerNorm over the stacked observations."""
+
+    def __init__(self, in_dim, H):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(in_dim), mlp([in_dim, 128, 128, H]))
+
+    def forward(self, obs):  # [B, n, S*d] -> [B, n, H]
+        return self.net(obs)
+
+
+class Communication(nn.Module):
+    """e^1..e^N_{t,k} = e(s^1..s^N_{t,k}, a^1..a^N_{t+k}), Eq. 4: a 3-layer Transformer over the agents' (state, action)
+    with a learned agent positional encoding (agents are otherwise interchangeable) and dropout 0.1."""
+
+    def __init__(self, n, H, A):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(H + A, H), nn.ReLU())
+        self.position = nn.Parameter(torch.zeros(n, H))
+        layer = nn.TransformerEncoderLayer(H, nhead=8, dim_feedforward=128, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=3, enable_nested_tensor=False)
+
+    def forward(self, s, a_onehot):  # [B, n, H], [B, n, A] -> [B, n, H]
+        return self.encoder(self.embed(torch.cat([s, a_onehot], -1)) + self.position)
+
+
+class MAZeroNet(nn.Module):
+    """The six functions of Eq. 4 plus the SimSiam projection of the consistency loss (EfficientZero)."""
+
+    def __init__(self, n, obs_dim, A, args):
+        super().__init__()
+        H, S = args.hidden_size, args.support_size
+        self.n, self.A, self.H, self.S = n, A, H, S
+        self.communication, self.flattened = args.communication, args.flattened_model
+        self.representation = Representation(args.stacked_observations * obs_dim, H)
+        if self.flattened:  # Fig. 6 "Flattened": one MLP maps all latents and actions to all next latents
+            self.dynamics = mlp([n * (H + A), n * H, n * H, n * H])
+        else:  # g, shared by the agents
+            self.comm = Communication(n, H, A)
+            self.dynamics = mlp([2 * H + A, 128, 128, H])
+        self.reward = head([n * (H + A), 32], 2 * S + 1)  # R(s_{t,k}, a_{t+k}), global
+        self.value = head([n * H, 32], 2 * S + 1)         # V(s_{t,k}), global
+        self.policy = head([H, 32], A)                    # P(s^i_{t,k}), per agent
+        self.projection = mlp([n * H, 128, 128])          # SimSiam projector and predictor (C: 128/128/64/128)
+        self.predictor = mlp([128, 64, 128])
+
+    def predict(self, s):
+        """v_{t,k} = V(s_{t,k}) and p^i_{t,k} = P(s^i_{t,k}), Eq. 4."""
+        return self.value(s.flatten(1)), self.policy(s)  # [B, 2S+1], [B, n, A]
+
+    def initial(self, obs):
+        """s_{t,0} = h(o_{<=t}) per agent, then its predictions. obs [B, n, S*d]."""
+        s = self.representation(obs)  # [B, n, H]
+        return (s, *self.predict(s))
+
+    def recurrent(self, s, a):
+        """One step of Eq. 4 from s_{t,k} [B, n, H] with joint action a_{t+k} [B, n]:
+        e = e(s, a); s^i_{t,k+1} = s^i_{t,k} + g(s^i_{t,k}, a^i, e^i) (residual, Appendix B.1); r_{t,k} = R(s_{t,k}, a)."""
+        a = F.one_hot(a, self.A).float()  # [B, n, A]
+        r_logits = self.reward(torch.cat([s, a], -1).flatten(1))
+        if self.flattened:
+            s_next = s + self.dynamics(torch.cat([s, a], -1).flatten(1)).view_as(s)
+        else:
+            e = self.comm(s, a) if self.communication else torch.zeros_like(s)
+            s_next = s + self.dynamics(torch.cat([s, a, e], -1))
+        return (s_next, r_logits, *self.predict(s_next))
+
+    def project(self, s, with_predictor):
+        """SimSiam: the online branch takes projector + predictor, the target branch the projector only."""
+        z = self.projection(s.flatten(1))
+        return self.predictor(z) if with_predictor else z
+
+
+def scale_gradient(x, scale):
+    """Identity forward, gradient times `scale` (MuZero halves the latent's gradient at each unroll step; C too)."""
+    return x * scale + x.detach() * (1 - scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sampled MCTS with OS(lambda), Sec. 4.2: the tree is ctree_numpy; the model is queried once per simulation for the
+# whole batch, with the latent states kept in a [B, N + 1, n, H] table indexed by the tree's node ids.
+# ---------------------------------------------------------------------------------------------------------------------
+def search(model, obs, legal, cfg, rng, add_noise, clock=None):
+    """Run one batched search from obs [B, n, S*d] (tensor) with root masks legal [B, n, A] (numpy bool).
+    Returns ctree_numpy's SearchOutput and the predicted root values v(s) [B] (numpy)."""
+    B, S = obs.shape[0], model.S
+    with torch.inference_mode():
+        s0, v_logits, p_logits = model.initial(obs)
+        table = torch.empty(B, cfg.num_simulations + 1, *s0.shape[1:], device=obs.device)
+        table[:, 0] = s0
+        rows = torch.arange(B, device=obs.device)
+        model_time = 0.0
+
+        def recurrent_fn(parent, action, node):
+            nonlocal model_time
+            t0 = time.perf_counter()
+            parent, action = torch.from_numpy(parent).to(obs.device), torch.from_numpy(action).to(obs.device)
+            s, r_logits, v_logits, p_logits = model.recurrent(table[rows, parent], action)
+            table[:, node] = s
+            out = [support_to_scalar(r_logits, S), support_to_scalar(v_logits, S), p_logits]  # scalars into the tree
+            out = [x.cpu().numpy() for x in out]
+            model_time += time.perf_counter() - t0
+            return out
+
+        root_value = support_to_scalar(v_logits, S).cpu().numpy()
+        t0 = time.perf_counter()
+        out = ctree_numpy.search(recurrent_fn, root_value, p_logits.cpu().numpy(), legal, rng, cfg, add_noise)
+        if clock is not None:
+            clock["model"] += model_time
+            clock["tree"] += time.perf_counter() - t0 - model_time
+    return out, root_value
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Replay: whole games stored flat (positions of one game are contiguous), one frame per position (stacking is done on
+# the fly), float16 observations; prioritised sampling over positions (Schaul et al., as MuZero).
+# ---------------------------------------------------------------------------------------------------------------------
+def push_frame(stack, obs, new_episode):
+    """Observation stacking for acting: stack [E, S, n, d] (oldest first) gets obs [E, n, d]; envs starting a new
+    episode (new_episode [E] bool) forget their earlier frames, which become zeros as at the start of any episode."""
+    stack[new_episode] = 0.0
+    stack[:, :-1] = stack[:, 1:].copy()
+    stack[:, -1] = obs
+    return stack
+
+
+def flatten_stack(stack):
+    """[..., S, n, d] -> [..., n, S*d]: each agent sees its own S frames (Sec. 4.1: o^i_{<=t})."""
+    x = np.moveaxis(stack, -3, -2)
+    return x.reshape(*x.shape[:-2], -1)
+
+
+class Replay:
+    def __init__(self, capacity, n, obs_dim, A, S):
+        self.size, self.S = 0, S
+        self.obs = np.zeros((capacity, n, obs_dim), np.float16)
+        self.action = np.zeros((capacity, n), np.int16)
+        self.reward = np.zeros(capacity, np.float32)
+        self.legal = np.zeros((capacity, n, A), bool)
+        self.start = np.zeros(capacity, np.int64)  # index of the game's first position
+        self.end = np.zeros(capacity, np.int64)    # one past the game's last position (its terminal state)
+        self.priority = np.zeros(capacity)
+
+    def add_game(self, obs, action, reward, legal):
+        """Append one finished game of T positions; new data gets the maximum priority so far (C)."""
+        T, i = len(reward), self.size
+        if i + T > len(self.reward):
+            raise RuntimeError("replay is full: raise its capacity")
+        for name, x in (("obs", obs), ("action", action), ("reward", reward), ("legal", legal)):
+            getattr(self, name)[i:i + T] = x
+        self.start[i:i + T], self.end[i:i + T] = i, i + T
+        self.priority[i:i + T] = self.priority[:i].max() if i else 1.0
+        self.size += T
+
+    def stacked(self, pos):
+        """Stacked observations [..., n, S*d] of positions pos [...] (all inside their games)."""
+        idx = pos[..., None] - np.arange(self.S - 1, -1, -1)  # [..., S], oldest first
+        frames = np.where((idx >= self.start[pos][..., None])[..., None, None], self.obs[np.maximum(idx, 0)], 0)
+        return flatten_stack(frames.astype(np.float32))
+
+    def sample(self, B, alpha, beta, rng):
+        """Prioritised sampling without replacement; importance weights (N P(i))^-beta / max."""
+        p = self.priority[:self.size] ** alpha
+        p /= p.sum()
+        idx = rng.choice(self.size, B, replace=False, p=p)
+        w = (self.size * p[idx]) ** -beta
+        return idx, w / w.max()
+
+    def state_dict(self):
+        n = self.size
+        return {k: getattr(self, k)[:n] for k in ("obs", "action", "reward", "legal", "start", "end", "priority")}
+
+    def load_state_dict(self, d):
+        self.size = len(d["reward"])
+        for k, v in d.items():
+            getattr(self, k)[:self.size] = v
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reanalyse (Appendix B.2): targets come from the delayed target network theta^-, for all K + 1 unroll steps.
+# ---------------------------------------------------------------------------------------------------------------------
+def value_targets(reward, end, pos, boot_value, n, gamma):
+    """n-step targets z = sum_{i<n} gamma^i u_{t+i} + gamma^n v^-(s_{t+n}) (MuZero Eq. 2 with pred-re, C).
+    reward: flat rewards; end [B]: one past each game's last position; pos [B, K+1]: positions; boot_value [B, K+1]:
+    the target net's value at pos + n (read only where pos + n < end). No bootstrap past the end; 0 from the terminal
+    state on (absorbing)."""
+    i = pos[..., None] + np.arange(n)                                               # [B, K+1, n]
+    u = np.where(i < end[:, None, None], reward[np.minimum(i, len(reward) - 1)], 0.0)
+    z = (u * gamma ** np.arange(n)).sum(-1)
+    z += np.where(pos + n < end[:, None], gamma ** n * boot_value, 0.0)
+    return np.where(pos < end[:, None], z, 0.0)
+
+
+def awpo_weights(advantage, valid, alpha, clip):
+    """exp(A^/alpha) of Eq. 10/14, A^ standardised over the batch's valid (root, sample) entries and the weight clipped
+    at `clip` (C's `sharp` AWPO). advantage, valid: [...]; returns weights, 0 where invalid."""
+    a = advantage[valid]
+    a_hat = (advantage - a.mean()) / (a.std() + 1e-8)
+    return np.where(valid, np.minimum(np.exp(a_hat / alpha), clip), 0.0)
+
+
+def make_batch(replay, target_model, args, cfg, rng, device, beta, clock):
+    """Sample B positions t; reanalyse them with the target network: a fresh noised OS(lambda) search at every real
+    s_{t+k,0}, k = 0..K (policy targets omega and advantages A, Eq. 14), and n-step value targets."""
+    K, n = args.unroll_steps, args.td_steps
+    idx, is_weight = replay.sample(args.batch_size, args.priority_alpha, beta, rng)
+    end = replay.end[idx]
+    pos = idx[:, None] + np.arange(K + 1)                                           # [B, K+1]
+    real = pos < end[:, None]                                                        # inside the game
+    posc = np.where(real, pos, idx[:, None])                                         # any in-game index where not real
+    obs = replay.stacked(posc) * real[..., None, None]                              # [B, K+1, n, S*d]
+    n_agents, A = replay.legal.shape[1:]
+    # past the end the model learns an absorbing state: any action, zero reward and value (MuZero)
+    actions = np.where(real[:, :K, None], replay.action[posc[:, :K]], rng.integers(0, A, (len(idx), K, n_agents)))
+    rewards = np.where(real[:, :K], replay.reward[posc[:, :K]], 0.0)                  # u_{t+k}, k < K
+
+    target_model.eval()
+    boot = pos + n < end[:, None]
+    with torch.inference_mode():
+        _, v_logits, _ = target_model.initial(torch.as_tensor(replay.stacked(pos[boot]), device=device))
+    boot_value = np.zeros(pos.shape)
+    boot_value[boot] = support_to_scalar(v_logits, args.support_size).cpu().numpy()
+    z = value_targets(replay.reward, end, pos, boot_value, n, args.gamma)
+
+    out, _ = search(target_model, torch.as_tensor(obs[real], device=device), replay.legal[pos[real]], cfg, rng,
+                    add_noise=True, clock=clock)                                    # as C, with root noise
+    Ks = args.num_sampled
+    sampled = np.zeros((*real.shape, Ks, replay.action.shape[-1]), np.int64)
+    omega, adv, valid = np.zeros((*real.shape, Ks)), np.zeros((*real.shape, Ks)), np.zeros((*real.shape, Ks), bool)
+    sampled[real], omega[real], adv[real], valid[real] = out.actions, out.policy, out.advantage, out.valid
+    weight = awpo_weights(adv, valid, args.alpha, args.awpo_weight_clip) if args.policy_loss == "awpo" else valid
+    t = lambda x, dtype=torch.float32: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
+    return dict(idx=idx, is_weight=t(is_weight), obs=t(obs), actions=t(actions, torch.long), real=t(real),
+                legal=t(replay.legal[posc], torch.bool),
+                rewards=t(rewards), z=t(z), sampled=t(sampled, torch.long), coef=t(omega * weight),
+                root_value=float(out.root_value.mean()))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loss, Eq. 13-14: reward, value and consistency losses over the unroll, AWPO (or BC) policy loss at k = 0..K.
+# ---------------------------------------------------------------------------------------------------------------------
+def cross_entropy(logits, target):
+    return -(target * logits.log_softmax(-1)).sum(-1)
+
+
+def policy_loss(p_logits, legal, sampled, coef):
+    """l_p of Eq. 14: -sum_a coef(a) log pi(a | s_{t,k}), log pi(a) = sum_i log P(a^i | s^i_{t,k}) over the joint
+    action; coef = omega(a) exp(A^/alpha) (AWPO) or omega(a) (BC). p_logits, legal [B, n, A], sampled [B, Ks, n].
+    pi is the softmax over the legal actions of s_{t+k}, as the search's root prior: a plain softmax would push an
+    attack's logit down in every state where it is illegal, and the search would then rarely sample it when it is legal.
+    Masked entries get -1e9, not -inf, so that padded slots (coef 0) give 0, not NaN."""
+    logp = torch.where(legal, p_logits, -1e9).log_softmax(-1).gather(2, sampled.transpose(1, 2)).sum(1)  # [B, Ks]
+    return -(coef * logp).sum(-1)
+
+
+def train_step(model, optimizer, b, args):
+    """One gradient step on Eq. 13. Returns the logged losses and new priorities |v(s_t) - z_t| (C)."""
+    model.train()
+    K, S = args.unroll_steps, args.support_size
+    s, v_logits, p_logits = model.initial(b["obs"][:, 0])
+    with torch.no_grad():  # consistency targets sg(proj(h(o_{t+k}))), k = 1..K, from the online network
+        target_z = model.project(model.representation(b["obs"][:, 1:].flatten(0, 1)), False).view(len(s), K, -1)
+    priority = (support_to_scalar(v_logits.detach(), S) - b["z"][:, 0]).abs().cpu().numpy() + 1e-6
+    l_value = cross_entropy(v_logits, scalar_to_support(b["z"][:, 0], S))
+    l_policy = policy_loss(p_logits, b["legal"][:, 0], b["sampled"][:, 0], b["coef"][:, 0])
+    l_reward = torch.zeros_like(l_value)
+    l_consistency = torch.zeros_like(l_value)
+    for k in range(1, K + 1):
+        s, r_logits, v_logits, p_logits = model.recurrent(s, b["actions"][:, k - 1])
+        l_reward = l_reward + cross_entropy(r_logits, scalar_to_support(b["rewards"][:, k - 1], S))
+        l_value = l_value + cross_entropy(v_logits, scalar_to_support(b["z"][:, k], S))
+        l_policy = l_policy + policy_loss(p_logits, b["legal"][:, k], b["sampled"][:, k], b["coef"][:, k])
+        cos = F.cosine_similarity(model.project(s, True), target_z[:, k - 1], dim=-1)
+        l_consistency = l_consistency - cos * b["real"][:, k]
+        s = scale_gradient(s, 0.5)
+    w = b["is_weight"]
+    losses = dict(reward=(w * l_reward).mean(), value=(w * l_value).mean(), policy=(w * l_policy).mean(),
+                  consistency=(w * l_consistency).mean())
+    total = (args.reward_loss_coef * losses["reward"] + args.value_loss_coef * losses["value"]
+             + args.policy_loss_coef * losses["policy"] + args.consistency_loss_coef * losses["consistency"])
+    optimizer.zero_grad()
+    (total / K).backward()  # C scales every gradient by 1 / K
+    nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    optimizer.step()
+    losses["total"] = total
+    return {k: v.item() for k, v in losses.items()}, priority
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Evaluation: decentralised greedy execution (each agent the argmax of its own masked policy head, paper Table 8), or
+# with --eval-mcts noise-free search and the most visited joint action.
+# ---------------------------------------------------------------------------------------------------------------------
+def evaluate(model, env, args, device, cfg=None, rng=None):
+    model.eval()
+    E, quota = env.num_envs, -(-args.eval_episodes // env.num_envs)  # every env plays `quota` whole episodes
+    obs, _, legal = env.reset()
+    stack = push_frame(np.zeros((E, args.stacked_observations, *obs.shape[1:]), np.float32), obs, np.ones(E, bool))
+    done_count, wins, returns = np.zeros(E, int), [], []
+    while (done_count < quota).any():
+        x = torch.as_tensor(flatten_stack(stack), device=device)
+        if cfg is None:
+            with torch.inference_mode():
+                logits = model.initial(x)[2].cpu().numpy()
+            actions = np.where(legal > 0, logits, -np.inf).argmax(-1)
+        else:
+            out, _ = search(model, x, legal > 0, cfg, rng, add_noise=False)
+            actions = out.actions[np.arange(E), out.visit_counts.argmax(1)]
+        obs, _, legal, _, done, info = env.step(actions)
+        for e in np.flatnonzero(done & (done_count < quota)):
+            wins.append(float(info["won"][e]))
+            returns.append(float(info["episode_return"][e]))
+        done_count += done
+        push_frame(stack, obs, done)
+    return float(np.mean(wins)), float(np.mean(returns))
+
+
+def parse_args():
+    """Two passes: the first finds --preset and --checkpoint, which supply the defaults of the second, so that flags
+    given on the command line win and a resumed run keeps its own settings."""
+    first = tyro.cli(Args)
+    if first.preset not in (None, "cpu"):
+        fail(f"unknown preset {first.preset!r}; choose cpu")
+    ckpt, default = None, Args(**CPU_PRESET, preset="cpu") if first.preset == "cpu" else Args()
+    if first.checkpoint is not None:
+        try:
+            ckpt = torch.load(first.checkpoint, map_location="cpu", weights_only=False)
+        except Exception as e:  # a missing file, a truncated file, not a torch file: one line
+            fail(f"cannot read checkpoint {first.checkpoint}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        if not isinstance(ckpt, dict) or ckpt.get("script") != "mazero":
+            fail(f"{first.checkpoint} is not a mazero.py checkpoint (script: {ckpt.get('script') if isinstance(ckpt, dict) else None})")
+        default = Args(**{**ckpt["args"], "checkpoint": first.checkpoint, "eval_only": False})
+    args = tyro.cli(Args, default=default)
+    if ckpt is not None and args.map != ckpt["map"]:
+        fail(f"checkpoint {args.checkpoint} is for map {ckpt['map']}, not {args.map}")
+    return args, ckpt
+
+
+def validate(args):
+    checks = [
+        (args.num_sampled >= 1, f"--num-sampled (K) must be >= 1, got {args.num_sampled}"),
+        (args.num_simulations >= 1, f"--num-simulations (N) must be >= 1, got {args.num_simulations}"),
+        (args.reanalyse_simulations is None or args.reanalyse_simulations >= 1,
+         f"--reanalyse-simulations must be >= 1, got {args.reanalyse_simulations}"),
+        (0.0 <= args.rho <= 1.0, f"--rho must be in [0, 1], got {args.rho}"),
+        (0.0 <= args.lam <= 1.0, f"--lam must be in [0, 1], got {args.lam}"),
+        (args.alpha > 0, f"--alpha must be > 0, got {args.alpha}"),
+        (args.awpo_weight_clip > 0, f"--awpo-weight-clip must be > 0, got {args.awpo_weight_clip}"),
+        (args.num_envs >= 1, f"--num-envs must be >= 1, got {args.num_envs}"),
+        (0.0 < args.gamma <= 1.0, f"--gamma must be in (0, 1], got {args.gamma}"),
+        (args.policy_loss in ("awpo", "bc"), f"--policy-loss must be awpo or bc, got {args.policy_loss!r}"),
+        (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (min(args.unroll_steps, args.td_steps, args.stacked_observations) >= 1,
+         "--unroll-steps, --td-steps and --stacked-observations must be >= 1"),
+        (args.support_size >= 1 and args.hidden_size >= 8 and args.hidden_size % 8 == 0,
+         "--support-size must be >= 1 and --hidden-size a multiple of 8 (8 attention heads)"),
+        (min(args.total_timesteps, args.eval_interval, args.eval_episodes, args.checkpoint_interval,
+             args.target_update_interval) >= 1,
+         "--total-timesteps, --eval-interval, --eval-episodes, --checkpoint-interval, --target-update-interval must be >= 1"),
+        (args.learning_rate > 0 and args.updates_per_env_step >= 0, "--learning-rate must be > 0, --updates-per-env-step >= 0"),
+        (not args.eval_only or args.checkpoint is not None, "--eval-only needs --checkpoint"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            fail(msg)
+
+
+def search_config(args, simulations, noise=True):
+    return ctree_numpy.SearchConfig(
+        num_simulations=simulations, num_sampled=args.num_sampled, gamma=args.gamma, rho=args.rho, lam=args.lam,
+        os_lambda=args.os_lambda, dirichlet_alpha=args.dirichlet_alpha, dirichlet_fraction=args.dirichlet_fraction)
+
+
+if __name__ == "__main__":
+    args, ckpt = parse_args()
+    validate(args)
+    try:
+        act_cfg = search_config(args, args.num_simulations)
+        re_cfg = replace(act_cfg, num_simulations=args.reanalyse_simulations or args.num_simulations)
+    except ValueError as e:
+        fail(str(e))
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            fail("--track needs wandb: pip install wandb")
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    rng = np.random.default_rng(args.seed)  # search, action sampling, replay sampling
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small networks on a shared CPU: one thread is fastest (benchmarks/mazero_results.md)
+
+    # envs before anything is written, so that a bad map leaves nothing behind
+    try:
+        eval_env = games.make_starcraft(args.map, args.num_envs, args.seed + 10_000, args.backend)
+        env = None if args.eval_only else games.make_starcraft(args.map, args.num_envs, args.seed, args.backend)
+    except (ValueError, RuntimeError) as e:
+        fail(str(e))
+    n, A, obs_dim, E = eval_env.n_agents, eval_env.n_actions, eval_env.obs_dim, args.num_envs
+    print(f"StarCraft backend: {eval_env.backend}; map {args.map}: {n} agents, {A} actions; device {device}")
+
+    model = MAZeroNet(n, obs_dim, A, args).to(device)
+    target_model = MAZeroNet(n, obs_dim, A, args).to(device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        target_model.load_state_dict(ckpt["target_model"])
+    else:
+        target_model.load_state_dict(model.state_dict())
+    if args.eval_only:
+        cfg = act_cfg if args.eval_mcts else None
+        win, ret = evaluate(model, eval_env, args, device, cfg, rng)
+        print(f"checkpoint {args.checkpoint} at step {ckpt['counters'][0]}: win rate {win:.3f}, return {ret:.2f} "
+              f"over {-(-args.eval_episodes // E) * E} episodes ({'search' if cfg else 'greedy'})")
+        sys.exit(0)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps,
+                                 weight_decay=args.weight_decay)
+    replay = Replay(args.total_timesteps + E * env.episode_limit, n, obs_dim, A, args.stacked_observations)
+    global_step, updates, episodes, credit, next_eval, next_ckpt = 0, 0, 0, 0.0, 0, args.checkpoint_interval
+    run_name = f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        replay.load_state_dict(ckpt["replay"])
+        global_step, updates, episodes, credit, next_eval, next_ckpt = ckpt["counters"]
+        run_name = ckpt["run_name"]
+        random.setstate(ckpt["rng"]["python"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        rng.bit_generator.state = ckpt["rng"]["generator"]
+        print(f"resuming {run_name} at step {global_step} ({updates} updates)")
+    if device.type == "cpu" and args.preset is None:
+        print("note: the paper's settings on a CPU are very slow; --preset cpu learns 3m here")
+
+    if args.track:
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name,
+                   save_code=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+
+    def save_checkpoint():
+        path = f"runs/{run_name}/checkpoint.pt"
+        torch.save({"script": "mazero", "map": args.map, "args": asdict(args), "run_name": run_name,
+                    "model": model.state_dict(), "target_model": target_model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "replay": replay.state_dict(),
+                    "counters": (global_step, updates, episodes, credit, next_eval, next_ckpt),
+                    "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                            "torch": torch.get_rng_state(), "generator": rng.bit_generator.state}}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+
+    def run_evaluation():
+        win, ret = evaluate(model, eval_env, args, device, act_cfg if args.eval_mcts else None, rng)
+        writer.add_scalar("eval/win_rate", win, global_step)
+        writer.add_scalar("eval/episodic_return", ret, global_step)
+        print(f"step {global_step}: eval win rate {win:.3f}, return {ret:.2f} ({updates} updates, "
+              f"{(global_step - start_step) / (time.time() - start_time):.1f} SPS; seconds {clock_str()})")
+
+    clock = {"env": 0.0, "model": 0.0, "tree": 0.0, "reanalyse_model": 0.0, "reanalyse_tree": 0.0, "train": 0.0}
+    clock_str = lambda: ", ".join(f"{k} {v:.0f}" for k, v in clock.items())  # noqa: E731
+    total_updates = max(1.0, args.total_timesteps * args.updates_per_env_step)
+    obs, _, legal = env.reset()
+    stack = push_frame(np.zeros((E, args.stacked_observations, n, obs_dim), np.float32), obs, np.ones(E, bool))
+    games_in_progress = [[] for _ in range(E)]  # per env: (frame, legal, action, reward) of the running episode
+    start_time, start_step = time.time(), global_step
+    while global_step < args.total_timesteps:
+        if global_step >= next_eval:
+            run_evaluation()
+            next_eval += args.eval_interval
+
+        # act: one batched search over the E envs, joint action sampled from the visit counts (temperature 1)
+        model.eval()
+        t0 = time.perf_counter()
+        out, _ = search(model, torch.as_tensor(flatten_stack(stack), device=device), legal > 0, act_cfg, rng,
+                        add_noise=True, clock=clock)
+        sims_per_second = E * act_cfg.num_simulations / (time.perf_counter() - t0)
+        draw = rng.integers(0, act_cfg.num_simulations, (E, 1))                   # integer draws: exact
+        slot = (out.visit_counts.cumsum(1) <= draw).sum(1)                          # P(slot) = N(slot) / N
+        actions = out.actions[np.arange(E), slot]                                   # [E, n]
+        t0 = time.perf_counter()
+        next_obs, _, next_legal, reward, done, info = env.step(actions)
+        clock["env"] += time.perf_counter() - t0
+        for e in range(E):
+            games_in_progress[e].append((obs[e], legal[e] > 0, actions[e], reward[e]))
+            if done[e]:
+                frames, legals, acts, rews = map(np.stack, zip(*games_in_progress[e]))
+                replay.add_game(frames, acts, rews, legals)
+                games_in_progress[e] = []
+                episodes += 1
+                writer.add_scalar("charts/episodic_return", info["episode_return"][e], global_step + E)
+                writer.add_scalar("charts/win_rate", float(info["won"][e]), global_step + E)
+        obs, legal = next_obs, next_legal
+        push_frame(stack, obs, done)
+        global_step += E
+        p = out.policy
+        writer.add_scalar("search/root_value", out.root_value.mean(), global_step)
+        writer.add_scalar("search/visit_entropy", -(p * np.log(np.where(p > 0, p, 1))).sum(1).mean(), global_step)
+        writer.add_scalar("search/simulations_per_second", sims_per_second, global_step)
+
+        # learn: the updates these transitions pay for, each on a freshly reanalysed batch
+        if replay.size >= max(args.min_replay_size, args.batch_size):
+            credit += E * args.updates_per_env_step
+        while credit >= 1:
+            credit -= 1
+            beta = min(1.0, args.priority_beta + (1 - args.priority_beta) * updates / total_updates)
+            re_clock = {"model": 0.0, "tree": 0.0}
+            batch = make_batch(replay, target_model, args, re_cfg, rng, device, beta, re_clock)
+            clock["reanalyse_model"] += re_clock["model"]
+            clock["reanalyse_tree"] += re_clock["tree"]
+            t0 = time.perf_counter()
+            losses, priority = train_step(model, optimizer, batch, args)
+            clock["train"] += time.perf_counter() - t0
+            replay.priority[batch["idx"]] = priority
+            updates += 1
+            if updates % args.target_update_interval == 0:
+                target_model.load_state_dict(model.state_dict())
+            for k, v in losses.items():
+                writer.add_scalar(f"losses/{k}", v, global_step)
+            writer.add_scalar("search/reanalyse_root_value", batch["root_value"], global_step)
+            writer.add_scalar("charts/updates", updates, global_step)
+        writer.add_scalar("charts/SPS", (global_step - start_step) / (time.time() - start_time), global_step)
+
+        if args.save_model and global_step >= next_ckpt:
+            save_checkpoint()
+            next_ckpt += args.checkpoint_interval
+
+    run_evaluation()
+    next_eval = global_step + args.eval_interval
+    if args.save_model:
+        save_checkpoint()
+        print(f"checkpoint: runs/{run_name}/checkpoint.pt")
+    print(f"done: {global_step} env steps, {updates} updates, {time.time() - start_time:.0f} s; seconds {clock_str()}")
+    env.close()
+    eval_env.close()
+    writer.close()

@@ -1,0 +1,223 @@
+"""mazero.py: the pieces most likely to be wrong (h(x), two-hot, n-step targets, AWPO weights, stacking), the model's
+ablation variants, a smoke run (update, reanalyse, evaluation, checkpoint, resume) and bad input."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mazero
+
+SCRIPT = str(Path(__file__).resolve().parents[1] / "mazero.py")
+
+
+def test_h_transform_and_inverse():
+    x = torch.tensor([-300.0, -20.0, -1.0, -0.01, 0.0, 0.5, 3.0, 20.0, 300.0], dtype=torch.float64)
+    y = mazero.h_transform(x)
+    assert y[6].item() == pytest.approx(math.sqrt(4.0) - 1 + 0.003)  # h(3) by hand
+    assert torch.allclose(mazero.h_inverse(y), x, rtol=1e-9, atol=1e-9)
+    assert (torch.sign(y) == torch.sign(x)).all() and (y.diff() > 0).all()
+
+
+def test_two_hot_round_trip_and_clipping():
+    S = 5
+    x_mid = mazero.h_inverse(torch.tensor(1.25))  # h(x) = 1.25: 3/4 on atom 1, 1/4 on atom 2
+    t = mazero.scalar_to_support(x_mid, S)
+    expected = torch.zeros(2 * S + 1)
+    expected[S + 1], expected[S + 2] = 0.75, 0.25
+    assert torch.allclose(t, expected, atol=1e-5)
+    x = torch.tensor([-20.0, -3.0, -0.2, 0.0, 0.7, 2.0, 15.0])
+    t = mazero.scalar_to_support(x, S)
+    assert torch.allclose(t.sum(-1), torch.ones(len(x)))
+    assert torch.allclose(mazero.support_to_scalar(t.log(), S), x, rtol=1e-4, atol=1e-4)
+    big = mazero.scalar_to_support(torch.tensor([1e6, -1e6]), S)  # beyond h = +-5: all mass on the end atom
+    assert big[0, -1] == 1 and big[1, 0] == 1
+
+
+def test_value_targets_with_episode_ends():
+    # game A: positions 0..3 (end 4), rewards 1 2 3 4; game B: positions 4..6 (end 7), rewards 10 20 30
+    reward = np.array([1, 2, 3, 4, 10, 20, 30], np.float32)
+    end = np.array([4, 4, 7])
+    pos = np.array([[1, 2, 3], [2, 3, 4], [4, 5, 6]])
+    boot = np.full(pos.shape, 100.0)  # the target net's value at pos + n, used only where pos + n < end
+    g = 0.5
+    z = mazero.value_targets(reward, end, pos, boot, n=2, gamma=g)
+    want = np.array([
+        [2 + g * 3 + g ** 2 * 100, 3 + g * 4, 4],     # position 3: one reward left, nothing to bootstrap
+        [3 + g * 4, 4, 0],                            # position 4 is game A's terminal state: 0, and game B is not read
+        [10 + g * 20 + g ** 2 * 100, 20 + g * 30, 30],
+    ])
+    np.testing.assert_allclose(z, want)
+
+
+def test_awpo_weights_standardise_over_valid_and_clip():
+    adv = np.array([[1.0, 2.0, 3.0, 100.0]])
+    valid = np.array([[True, True, True, False]])
+    std = np.std([1.0, 2.0, 3.0])
+    w = mazero.awpo_weights(adv, valid, alpha=3.0, clip=3.0)
+    np.testing.assert_allclose(w, [[math.exp(-1 / std / 3), 1.0, math.exp(1 / std / 3), 0.0]])
+    w = mazero.awpo_weights(adv, valid, alpha=0.5, clip=3.0)  # exp(2 / std) ~ 11.6 is clipped
+    np.testing.assert_allclose(w, [[math.exp(-2 / std), 1.0, 3.0, 0.0]])
+
+
+def test_observation_stacking_resets_per_episode_and_matches_replay():
+    S, n, d = 3, 2, 1
+    frames = [np.full((1, n, d), float(i + 1), np.float32) for i in range(5)]  # one env, episode A = 1 2 3, B = 4 5
+    stack = mazero.push_frame(np.zeros((1, S, n, d), np.float32), frames[0], np.array([True]))
+    acting = [mazero.flatten_stack(stack)[0].copy()]
+    for i, f in enumerate(frames[1:], start=1):
+        mazero.push_frame(stack, f, np.array([i == 3]))  # frame 4 starts episode B
+        acting.append(mazero.flatten_stack(stack)[0].copy())
+    np.testing.assert_array_equal(acting[2][0], [1, 2, 3])
+    np.testing.assert_array_equal(acting[3][0], [0, 0, 4])  # episode A's frames are forgotten
+    np.testing.assert_array_equal(acting[4][1], [0, 4, 5])
+    replay = mazero.Replay(10, n, d, 4, S)
+    legal = np.ones((3, n, 4), bool)
+    replay.add_game(np.concatenate(frames[:3]), np.zeros((3, n)), np.zeros(3), legal)
+    replay.add_game(np.concatenate(frames[3:]), np.zeros((2, n)), np.zeros(2), legal[:2])
+    np.testing.assert_array_equal(replay.stacked(np.arange(5)), np.stack(acting))
+    assert replay.end.tolist()[:5] == [3, 3, 3, 5, 5]
+
+
+def test_policy_loss_is_joint_log_likelihood():
+    B, n, A, Ks = 2, 3, 4, 5
+    logits = torch.zeros(B, n, A, requires_grad=True)
+    sampled = torch.randint(0, A, (B, Ks, n))
+    coef = torch.rand(B, Ks)
+    legal = torch.ones(B, n, A, dtype=torch.bool)
+    loss = mazero.policy_loss(logits, legal, sampled, coef)
+    torch.testing.assert_close(loss, coef.sum(-1) * n * math.log(A))
+    loss.sum().backward()  # d/dlogit_j = sum_k coef_k (softmax_j - [a_k^i = j])
+    hits = torch.nn.functional.one_hot(sampled, A).float()  # [B, Ks, n, A]
+    want = coef.sum(-1)[:, None, None] / A - (coef[:, :, None, None] * hits).sum(1)
+    torch.testing.assert_close(logits.grad, want)
+    legal[:, :, 0] = False  # an illegal action takes no probability: log pi over the A - 1 others
+    sampled = torch.where(sampled == 0, 1, sampled)
+    loss = mazero.policy_loss(torch.zeros(B, n, A), legal, sampled, coef)
+    torch.testing.assert_close(loss, coef.sum(-1) * n * math.log(A - 1))
+    padded = mazero.policy_loss(torch.zeros(B, n, A), legal, torch.zeros_like(sampled), torch.zeros_like(coef))
+    assert torch.equal(padded, torch.zeros(B))  # padded slots (action 0, coef 0) give 0, not NaN
+
+
+@pytest.mark.parametrize("variant", [{}, {"communication": False}, {"flattened_model": True}])
+def test_model_variants_shapes_residual_and_gradients(variant):
+    args = mazero.Args(**variant)
+    n, d, A, B = 3, 7, 9, 4
+    torch.manual_seed(0)
+    model = mazero.MAZeroNet(n, d, A, args)
+    s, v, p = model.initial(torch.randn(B, n, args.stacked_observations * d))
+    assert s.shape == (B, n, 128) and v.shape == (B, 11) and p.shape == (B, n, A)
+    assert torch.allclose(mazero.support_to_scalar(v, 5), torch.zeros(B), atol=1e-6)  # zero-initialised heads
+    s2, r, v2, p2 = model.recurrent(s, torch.randint(0, A, (B, n)))
+    assert s2.shape == s.shape and r.shape == (B, 11)
+    outputs = (r, v2, p2, model.project(s2, True))  # random weights: a LayerNorm output's plain sum is constant
+    sum((x * torch.randn_like(x)).sum() for x in outputs).backward()
+    changed = [name for name, q in model.named_parameters() if q.grad is not None and q.grad.abs().sum() > 1e-3]
+    assert any(name.startswith("dynamics") for name in changed) and any(name.startswith("representation") for name in changed)
+    assert any(name.startswith("comm") for name in changed) == (not variant)
+
+
+def test_scale_gradient():
+    x = torch.ones(3, requires_grad=True)
+    y = mazero.scale_gradient(x, 0.5)
+    y.sum().backward()
+    assert torch.equal(y, x.detach()) and torch.allclose(x.grad, torch.full((3,), 0.5))
+
+
+def run(args, cwd, timeout=240):
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+TINY = ["--preset", "cpu", "--num-envs", "8", "--num-simulations", "4", "--reanalyse-simulations", "2",
+        "--batch-size", "8", "--min-replay-size", "40", "--updates-per-env-step", "0.03", "--eval-episodes", "8",
+        "--eval-interval", "200", "--checkpoint-interval", "200", "--target-update-interval", "2"]
+
+
+def test_smoke_update_reanalyse_eval_checkpoint_resume(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = run([*TINY, "--total-timesteps", "400"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    step, updates = ckpt["counters"][:2]
+    assert ckpt["script"] == "mazero" and ckpt["map"] == "3m" and step == 400 and updates >= 2
+    assert ckpt["replay"]["reward"].shape[0] > 0 and ckpt["replay"]["obs"].dtype == np.float16
+
+    ea = EventAccumulator(str(run_dir)).Reload()
+    tags = set(ea.Tags()["scalars"])
+    for tag in ["losses/total", "losses/reward", "losses/value", "losses/policy", "losses/consistency",
+                "eval/win_rate", "eval/episodic_return", "charts/SPS", "search/root_value",
+                "search/visit_entropy", "search/simulations_per_second", "search/reanalyse_root_value"]:
+        assert tag in tags, tag
+    assert all(np.isfinite(e.value) for e in ea.Scalars("losses/total"))
+    assert ea.Scalars("charts/updates")[-1].value == updates  # every update reanalysed its batch first
+
+    r = run([*TINY, "--checkpoint", str(ckpt_path), "--total-timesteps", "600"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stdout and "at step 400" in r.stdout
+    resumed = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    assert resumed["counters"][0] == 600 and resumed["counters"][1] > updates
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # the same run directory
+    ea = EventAccumulator(str(run_dir)).Reload()
+    assert max(e.step for e in ea.Scalars("eval/win_rate")) == 600
+
+    r = run(["--checkpoint", str(ckpt_path), "--eval-only", "--eval-episodes", "8"], tmp_path)
+    assert r.returncode == 0 and "win rate" in r.stdout, r.stderr[-2000:]
+
+
+def parse(monkeypatch, argv):
+    """Run the script's own argument handling in-process (a subprocess costs ~5-10 s of imports here)."""
+    monkeypatch.setattr(sys, "argv", ["mazero.py", *argv])
+    args, _ = mazero.parse_args()
+    mazero.validate(args)
+    return args
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-sampled", "0"], "--num-sampled"),
+    (["--num-simulations", "0"], "--num-simulations"),
+    (["--rho", "1.5"], "--rho"),
+    (["--lam", "-0.1"], "--lam"),
+    (["--alpha", "0"], "--alpha"),
+    (["--num-envs", "0"], "--num-envs"),
+    (["--policy-loss", "ppo"], "--policy-loss"),
+    (["--preset", "gpu"], "preset"),
+    (["--eval-only"], "--eval-only needs --checkpoint"),
+])
+def test_bad_arguments_one_line_exit_2(monkeypatch, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        parse(monkeypatch, argv)
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
+def test_presets_and_checkpoint_defaults(monkeypatch, tmp_path, capsys):
+    args = parse(monkeypatch, ["--preset", "cpu", "--num-simulations", "7"])
+    assert args.num_simulations == 7 and args.reanalyse_simulations == mazero.CPU_PRESET["reanalyse_simulations"]
+    assert parse(monkeypatch, []).num_simulations == 100  # the paper's Table 1
+    saved = vars(mazero.Args(map="8m", rho=0.25))
+    torch.save({"script": "mazero", "map": "8m", "args": saved}, tmp_path / "mz.pt")
+    args = parse(monkeypatch, ["--checkpoint", str(tmp_path / "mz.pt")])
+    assert args.map == "8m" and args.rho == 0.25  # a resumed run keeps its settings
+    for argv, message in [(["--checkpoint", str(tmp_path / "mz.pt"), "--map", "3m"], "is for map 8m, not 3m"),
+                          (["--checkpoint", str(tmp_path / "missing.pt")], "cannot read checkpoint")]:
+        with pytest.raises(SystemExit) as e:
+            parse(monkeypatch, argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_map_and_foreign_checkpoint_exit_2_and_write_nothing(tmp_path):
+    torch.save({"script": "fop", "map": "3m"}, tmp_path / "fop.pt")
+    for argv, message in [(["--map", "4m"], "unknown map"), (["--checkpoint", str(tmp_path / "fop.pt")],
+                                                             "not a mazero.py checkpoint")]:
+        r = run(argv, tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
+    assert not (tmp_path / "runs").exists()
