@@ -179,12 +179,13 @@ class _Tree:
         self.lpow = lam ** np.arange(M + 1.0)
         # c(s) * sqrt(sum_b N(s, b)) of Eq. 9, by sum_b N(s, b)
         self.explore_tab = (cfg.c_init + np.log((counts + cfg.c_base + 1.0) / cfg.c_base)) * np.sqrt(counts)
-        # exact dedup keys: mixed radix A over groups of agents that fit in 62 bits; keys = a @ radix
-        per_key = n if A < 2 else max(1, int(62 // math.log2(A)))
+        # exact dedup keys: mixed radix A over groups of agents that fit in 52 bits, so that keys = a @ radix is an
+        # exact float64 matrix product (BLAS; NumPy's integer matmul is a slow loop)
+        per_key = n if A < 2 else max(1, int(52 // math.log2(A)))
         i = np.arange(n)
-        self.radix = np.zeros((n, (n - 1) // per_key + 1), np.int64)
+        self.radix = np.zeros((n, (n - 1) // per_key + 1))
         self.radix[i, i // per_key] = A ** (i % per_key)
-        self.earlier = np.tri(K, k=-1, dtype=bool)[:, :, None]  # [K, K, 1] j < k
+        self.draw_ids = np.arange(K)[:, None]
         self.roots = np.arange(B)
         self.boff = self.roots * M  # flat index of each root's node 0
 
@@ -222,12 +223,12 @@ class _Tree:
         Returns valid [B, K] (first occurrence of each joint action) and beta_hat [B, K] = count / K.
         """
         cdf = beta.cumsum(0, dtype=np.float64)                                  # [A, B, n]
-        a = (cdf[:-1, None] <= u * cdf[-1]).sum(0, dtype=self.actions.dtype)    # [K, B, n] inverse CDF
+        a = (cdf[:-1, None] <= u * cdf[-1]).view(np.uint8).sum(0, dtype=self.actions.dtype)  # [K, B, n] inverse CDF
         keys = a @ self.radix                                                   # [K, B, C]
         same = keys[:, None, :, 0] == keys[None, :, :, 0]                       # [K, K, B] draw k == draw j
         for c in range(1, keys.shape[2]):
             same &= keys[:, None, :, c] == keys[None, :, :, c]
-        valid = ~(same & self.earlier).any(1)                                   # [K, B] no earlier equal draw
+        valid = same.argmax(1) == self.draw_ids                                 # [K, B] first equal draw is k
         beta_hat = valid * same.sum(1) / self.K
         if beta is p:
             prior = beta_hat  # pi(a) / beta(a) == 1 exactly
