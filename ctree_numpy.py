@@ -397,7 +397,7 @@ def search(recurrent_fn, root_value, root_logits, legal, rng, config, add_noise=
     visits = np.where(seen, tree.flat["n_sum"][child] + 1, 0)                   # N(s, a) = N(child)
     return SearchOutput(
         actions=np.where(valid[..., None], tree.actions[:, 0], 0).astype(np.int64),
-        valid=valid,
+        valid=np.ascontiguousarray(valid),
         visit_counts=visits,
         policy=visits / N,
         child_reward=child_reward,
@@ -406,5 +406,5 @@ def search(recurrent_fn, root_value, root_logits, legal, rng, config, add_noise=
         advantage=np.where(valid, child_q - root_value[:, None], 0.0),
         root_value=tree.v_os[:, 0].copy(),
         prior=tree.prior[:, 0].copy(),
-        beta_hat=beta_hat,
+        beta_hat=np.ascontiguousarray(beta_hat),
     )
