@@ -24,7 +24,8 @@ Where this script departs from the paper (P) or the authors' code (C, liyheng/FO
     actions this is the exact minimiser of Eq. 10, so no V-network is trained; MTQ trains the V-networks of Eq. 10.
   * Mixer (C, P does not give one): lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i sigmoid(action_k(s, u))_i and
     V_jt = sum_i V_i + V_phi(s); gradients as C: dQ_jt/dQ_i = 1, lambda learns through the detached advantages, none
-    reaches V_i (P: "will not backpropagate to individual V-networks").
+    reaches V_i (P: "will not backpropagate to individual V-networks"). P's formula read literally sends
+    dQ_jt/dQ_i = lambda_i: --paper-gradient.
   * Eq. 9 as a soft TD(lambda=0.8) return over whole episodes (C's TD(lambda)), with the entropy bonus of every
     bootstrap and every later stored action inside the recursion; C subtracts alpha mean_i log pi_i once, outside it.
     The bootstrap joint action u' ~ pi_jt is one sample (P and C); clipped double Q: two critic/mixer pairs (C).
@@ -32,6 +33,9 @@ Where this script departs from the paper (P) or the authors' code (C, liyheng/FO
   * Batched envs: whole episodes go to the buffer as they end; each ended episode pays `--updates-per-episode`
     updates of `--batch-size` episodes (C: one update per episode); targets are copied every 200 updates (C: 200
     episodes, which C runs one update each).
+  * MTQ (no code from C): tanh-squashed Gaussian policies starting at (0, 0), MLP Q_i(o_i, u_i) and V_i(o_i), rewards
+    x 0.1 (P); alpha 1 -> 0.01 over the first 10k of 20k steps and 2 updates of 128 episodes per 32 episodes (ours).
+    Matrix game (no code from C): alpha 1 -> 0.01 over 10k steps (P Table 2); 4 updates per 32 episodes (ours).
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
@@ -111,6 +115,8 @@ class Args:
     """alpha_i = alpha for every agent (C); default: alpha_i from the weight network (P Sec. 4.3)"""
     entropy_mean: bool = False
     """the target's entropy term with the mean over agents of log pi_i (C); default: the sum, log pi_jt (P)"""
+    paper_gradient: bool = False
+    """gradient of Q_jt into Q_i through lambda_i (P's formula read literally); default: dQ_jt/dQ_i = 1 (C)"""
     critic_history: bool = True
     """Q_i(tau_i, .) a GRU over (obs, last action, id) (P); --no-critic-history: MLP on (obs, id) (C)"""
     epsilon_floor: bool = False
@@ -148,7 +154,7 @@ ENV_DEFAULTS = {
     "matrix": dict(total_timesteps=10_000, eval_interval=1_000, alpha_start=1.0, alpha_end=0.01,
                    alpha_anneal_steps=10_000, num_envs=32, updates_per_episode=0.125, checkpoint_interval=10_000),
     "mtq": dict(total_timesteps=20_000, eval_interval=500, alpha_start=1.0, alpha_end=0.01, alpha_anneal_steps=10_000,
-                num_envs=32, updates_per_episode=0.125, batch_size=128, buffer_size=20_000, learning_starts=256,
+                num_envs=32, updates_per_episode=0.0625, batch_size=128, buffer_size=20_000, learning_starts=256,
                 reward_scale=0.1, checkpoint_interval=20_000, log_interval=500),
 }
 
@@ -200,9 +206,9 @@ class Mixer(nn.Module):
     learned weights). lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i sigmoid(action_k(s, u))_i: K heads of
     positive weights from the state and the joint action (C). V_jt = sum_i V_i + V_phi(s) (C)."""
 
-    def __init__(self, state_dim, n_agents, joint_action_dim, embed_dim, n_heads):
+    def __init__(self, state_dim, n_agents, joint_action_dim, embed_dim, n_heads, paper_gradient=False):
         super().__init__()
-        self.shape = (n_heads, n_agents)
+        self.shape, self.paper_gradient = (n_heads, n_agents), paper_gradient
         self.v_phi = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
         self.key = nn.Linear(state_dim, n_heads)
         self.agent = nn.Linear(state_dim, n_heads * n_agents)
@@ -215,11 +221,12 @@ class Mixer(nn.Module):
         return (key.unsqueeze(-1) * agent * action).sum(-2)                                            # [..., N]
 
     def forward(self, q, v, state, joint_action):  # Q_i(tau_i, u_i), V_i(tau_i): [..., N] -> Q_jt [...]
-        lam = self.weights(state, joint_action)
-        adv = (q - v).detach()
-        # Value: sum_i lambda_i (Q_i - V_i) + sum_i V_i + V_phi(s). Gradients (C): dQ_jt/dQ_i = 1, lambda learns through
-        # the detached advantages, and nothing flows into V_i.
-        return ((lam - 1) * adv + q).sum(-1) + self.v_phi(state).squeeze(-1)
+        lam, v = self.weights(state, joint_action), v.detach()  # nothing flows into V_i (P and C)
+        # Value: sum_i lambda_i (Q_i - V_i) + sum_i V_i + V_phi(s). Gradients: C's dQ_jt/dQ_i = 1 with lambda learning
+        # through the detached advantages; --paper-gradient: dQ_jt/dQ_i = lambda_i, as Sec. 4.3's formula reads.
+        if self.paper_gradient:
+            return (lam * (q - v) + v).sum(-1) + self.v_phi(state).squeeze(-1)
+        return ((lam - 1) * (q - v).detach() + q).sum(-1) + self.v_phi(state).squeeze(-1)
 
 
 class GaussianPolicy(nn.Module):
@@ -256,7 +263,8 @@ def policy_probs(logits, avail, eps):
 
 def soft_value(q, avail, alpha_i):
     """Eq. 6: V_i(tau_i) = alpha_i log sum_{u in U_i} exp(Q_i(tau_i, u) / alpha_i) over the legal actions U_i. It is
-    also the exact minimiser of Eq. 10 when pi_i is the Boltzmann policy of Eq. 6. [..., N, A], alpha_i [N] -> [..., N]"""
+    also the exact minimiser of Eq. 10 when pi_i is the Boltzmann policy of Eq. 6.
+    q, avail [..., N, A], alpha_i [N] -> [..., N]"""
     logits = (q / alpha_i.unsqueeze(-1)).masked_fill(avail == 0, -float("inf"))
     return alpha_i * torch.logsumexp(logits, -1)
 
@@ -284,8 +292,8 @@ def policy_loss(pi, log_pi, q, alpha_i, mask):
 
 
 def individual_temperatures(adv, lam, mask):
-    """Sec. 4.3: alpha_i = alpha E_{u_i ~ pi_i}[Q_i - V_i] / E_{u ~ pi_jt}[lambda_i(tau, u) (Q_i - V_i)], each expectation
-    a sum over the batch with one joint action u ~ pi_jt. Returns alpha_i / alpha, [N]. adv, lam [..., N], mask [...].
+    """Sec. 4.3: alpha_i = alpha E_{u_i ~ pi_i}[Q_i - V_i] / E_{u ~ pi_jt}[lambda_i(tau, u) (Q_i - V_i)], each
+    expectation a sum over the batch with one joint action u ~ pi_jt. adv, lam [..., N], mask [...] -> alpha_i/alpha.
     With discrete actions V_i >= max Q_i, so every advantage is <= 0 and the ratio is an advantage-weighted mean of
     1 / lambda_i; with V-networks (MTQ) the signs can differ, and the clamp keeps the ratio in that range."""
     w = mask.unsqueeze(-1).expand_as(adv)
@@ -485,7 +493,8 @@ def open_run(args, ckpt, env_id):
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    writer.add_text("hyperparameters",
+                    "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
     return run_name, writer
 
 
@@ -527,27 +536,29 @@ def train(args, ckpt=None):
     """Train (or, with --eval-only, evaluate) on a SMAC map or the matrix game. Returns the final evaluation, plus the
     Q tables and greedy joint action for the matrix game."""
     device, rng = setup(args)
-    counters = ckpt["counters"] if ckpt else {"global_step": 0, "updates": 0, "episodes": 0, "credit": 0.0,
-                                              "next_eval": 0, "next_ckpt": args.checkpoint_interval,
-                                              "next_log": 0, "alpha_ratio": None, "log_alpha": None}
+    c = copy.deepcopy(ckpt["counters"]) if ckpt else {
+        "global_step": 0, "updates": 0, "episodes": 0, "credit": 0.0, "next_eval": 0,
+        "next_ckpt": args.checkpoint_interval, "next_log": 0, "alpha_ratio": None, "log_alpha": None}
     try:  # envs before anything is written, so that a bad map leaves nothing behind
         if args.env == "matrix":
-            env, eval_env = games.MatrixGame(args.num_envs), games.MatrixGame(args.num_envs)
+            eval_env, env = games.MatrixGame(args.num_envs), games.MatrixGame(args.num_envs)
         else:
             eval_env = games.make_starcraft(args.map, args.num_envs, args.seed + 10_000, args.backend)
-            env = games.make_starcraft(args.map, args.num_envs, args.seed + counters["episodes"], args.backend)
-            print(f"StarCraft backend: {env.backend}; map {args.map}")
+            env = None if args.eval_only else \
+                games.make_starcraft(args.map, args.num_envs, args.seed + c["episodes"], args.backend)
+            print(f"StarCraft backend: {eval_env.backend}; map {args.map}")
     except (ValueError, RuntimeError) as e:
         fail(str(e))
-    E, N, A, T = args.num_envs, env.n_agents, env.n_actions, env.episode_limit
-    obs_dim, state_dim = env.obs_dim, env.state_dim
+    E, N, A, T = args.num_envs, eval_env.n_agents, eval_env.n_actions, eval_env.episode_limit
+    obs_dim, state_dim = eval_env.obs_dim, eval_env.state_dim
     env_id = args.map if args.env == "smac" else args.env
 
     policy = AgentGRU(obs_dim + A + N, args.hidden_dim, A).to(device)
     make_q = (lambda: AgentGRU(obs_dim + A + N, args.hidden_dim, A)) if args.critic_history else \
         (lambda: FeedForwardQ(obs_dim + N, args.hidden_dim, A))
     critics = nn.ModuleList([make_q(), make_q()]).to(device)
-    mixers = nn.ModuleList([Mixer(state_dim, N, N * A, args.mixing_embed_dim, args.n_heads) for _ in range(2)]).to(device)
+    mixers = nn.ModuleList([Mixer(state_dim, N, N * A, args.mixing_embed_dim, args.n_heads, args.paper_gradient)
+                            for _ in range(2)]).to(device)
     target_critics, target_mixers = copy.deepcopy(critics), copy.deepcopy(mixers)
     policy_opt = torch.optim.RMSprop(policy.parameters(), lr=args.lr, alpha=0.99, eps=1e-5)
     critic_opts = [torch.optim.RMSprop(list(critics[j].parameters()) + list(mixers[j].parameters()), lr=args.critic_lr,
@@ -562,24 +573,25 @@ def train(args, ckpt=None):
     if ckpt:
         restore(ckpt, modules, rng, device)
         buf = ckpt["buffer"]
-        alpha_ratio = counters["alpha_ratio"].to(device)
+        alpha_ratio = c["alpha_ratio"].to(device)
         with torch.no_grad():
-            log_alpha.copy_(counters["log_alpha"])
-        print(f"resuming {ckpt['run_name']} at step {counters['global_step']} ({counters['updates']} updates)")
+            log_alpha.copy_(c["log_alpha"])
+        if not args.eval_only:
+            print(f"resuming {ckpt['run_name']} at step {c['global_step']} ({c['updates']} updates)")
 
     if args.eval_only:
         win, ret = evaluate(policy, eval_env, args.eval_episodes, device)
-        print(f"checkpoint {args.checkpoint} at step {counters['global_step']}: win rate {win:.3f}, return {ret:.2f} "
+        print(f"checkpoint {args.checkpoint} at step {c['global_step']}: win rate {win:.3f}, return {ret:.2f} "
               f"over {args.eval_episodes} greedy episodes")
         result = {"win_rate": win, "episodic_return": ret}
         if args.env == "matrix":
-            q_i, q_jt, greedy = matrix_tables(policy, critics, mixers, alpha_ratio * team_alpha(args, 1e12), device)
+            alpha = log_alpha.exp().item() if args.autotune else team_alpha(args, c["global_step"])
+            q_i, q_jt, greedy = matrix_tables(policy, critics, mixers, alpha_ratio * alpha, device)
             print_matrix_tables(q_i, q_jt, greedy)
             result.update(q_i=q_i, q_jt=q_jt, greedy=greedy)
         return result
 
     run_name, writer = open_run(args, ckpt, env_id)
-    c = counters
 
     def alpha_now():
         return log_alpha.exp().item() if args.autotune else team_alpha(args, c["global_step"])
@@ -772,7 +784,8 @@ def train_mtq(args, ckpt=None):
     policy = GaussianPolicy(x_dim, args.hidden_dim, bound).to(device)
     critics = nn.ModuleList([mlp(x_dim + 1, args.hidden_dim, 1) for _ in range(2)]).to(device)  # Q_i(tau_i, u_i)
     v_net = mlp(x_dim, args.hidden_dim, 1).to(device)                                            # V_i(tau_i)
-    mixers = nn.ModuleList([Mixer(env.state_dim, N, N, args.mixing_embed_dim, args.n_heads) for _ in range(2)]).to(device)
+    mixers = nn.ModuleList([Mixer(env.state_dim, N, N, args.mixing_embed_dim, args.n_heads, args.paper_gradient)
+                            for _ in range(2)]).to(device)
     policy_opt = torch.optim.RMSprop(policy.parameters(), lr=args.lr, alpha=0.99, eps=1e-5)
     critic_opts = [torch.optim.RMSprop(list(critics[j].parameters()) + list(mixers[j].parameters()), lr=args.critic_lr,
                                        alpha=0.99, eps=1e-5) for j in range(2)]
@@ -781,9 +794,10 @@ def train_mtq(args, ckpt=None):
     alpha_opt = torch.optim.Adam([log_alpha], lr=args.lr)
     modules = {"policy": policy, "critics": critics, "v_net": v_net, "mixers": mixers, "policy_opt": policy_opt,
                "critic_opt_1": critic_opts[0], "critic_opt_2": critic_opts[1], "v_opt": v_opt, "alpha_opt": alpha_opt}
-    c = ckpt["counters"] if ckpt else {"global_step": 0, "updates": 0, "episodes": 0, "credit": 0.0, "next_eval": 0,
-                                       "next_ckpt": args.checkpoint_interval, "next_log": 0, "alpha_ratio": None,
-                                       "log_alpha": None, "path": [], "trail": []}
+    c = copy.deepcopy(ckpt["counters"]) if ckpt else {
+        "global_step": 0, "updates": 0, "episodes": 0, "credit": 0.0, "next_eval": 0,
+        "next_ckpt": args.checkpoint_interval, "next_log": 0, "alpha_ratio": None, "log_alpha": None,
+        "path": [], "trail": []}
     alpha_ratio = torch.ones(N, device=device)
     C = args.buffer_size
     buf = {"obs": np.zeros((C, N, env.obs_dim), np.float32), "state": np.zeros((C, env.state_dim), np.float32),
@@ -793,7 +807,8 @@ def train_mtq(args, ckpt=None):
         buf, alpha_ratio = ckpt["buffer"], c["alpha_ratio"].to(device)
         with torch.no_grad():
             log_alpha.copy_(c["log_alpha"])
-        print(f"resuming {ckpt['run_name']} at step {c['global_step']} ({c['updates']} updates)")
+        if not args.eval_only:
+            print(f"resuming {ckpt['run_name']} at step {c['global_step']} ({c['updates']} updates)")
     ids = torch.eye(N, device=device)
 
     def inputs(obs):  # [B, N, O] -> (o_i, agent id) [B, N, O + N]
