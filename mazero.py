@@ -16,6 +16,12 @@ Where this script departs from the paper (P) or the authors' code (C, liuqh16/MA
   * Reward head: R(s_{t,k}, a_{t+k}) from the state the action is taken in, as Eq. 4 (C feeds it the next state).
   * Value and reward losses run over every unroll step, past the episode end with zero targets (absorbing state, as C);
     Eq. 13 starts the value sum at k=1, C at k=0 (done here). Policy and consistency losses are masked past the end.
+  * Policy loss: log pi is the softmax over the legal actions of s_{t+k} (C: over all actions). The search masks its
+    roots; an unmasked softmax taught the policy that attacks (legal only in range) are improbable, and the search then
+    hardly ever sampled them (3m: the training return fell below a random policy's within 5k steps).
+  * Legal masks apply inside the tree too: each node's policy is masked with its root's legal actions (see search).
+  * Latent states are not min-max normalised (EfficientZero does it for images): h and every g block end in LayerNorm,
+    and g adds its output to the previous latent (residual, Appendix B.1), as C.
   * Target network: a copy of the online weights every 200 updates (C pushes weights that are 200 updates old, so its
     lag is 200-400). Fixed n-step horizon (C shortens it for old data with a schedule tied to its 1M-update budget).
   * Time-outs at the episode limit are terminal (as SMAC and C do): the adapter does not return the last observation.
@@ -152,9 +158,8 @@ class Args:
 # What `--preset cpu` changes. A search costs one model call per simulation, so the paper's reanalyse (256 positions
 # x 6 unroll steps = 1536 roots, N = 100, every update, 0.5 updates per transition) is ~8 s of CPU per update here.
 CPU_PRESET = dict(
-    num_envs=16,                # one search serves 16 envs: acting cost per env step halves
-    num_simulations=32,
-    reanalyse_simulations=16,   # >= K = 10, so every sampled root action is still visited
+    num_envs=32,                # one search serves 32 envs: the fixed cost of each model call is shared by 32 roots
+    reanalyse_simulations=16,   # >= K = 10, so every sampled root action is still visited; acting keeps N = 100
     batch_size=32,
     updates_per_env_step=0.25,
     hidden_size=64,             # the transformer is ~80% of a model call; 64 is ~2.5x faster than 128
@@ -309,9 +314,16 @@ def scale_gradient(x, scale):
 # ---------------------------------------------------------------------------------------------------------------------
 def search(model, obs, legal, cfg, rng, add_noise, clock=None):
     """Run one batched search from obs [B, n, S*d] (tensor) with root masks legal [B, n, A] (numpy bool).
-    Returns ctree_numpy's SearchOutput and the predicted root values v(s) [B] (numpy)."""
+    Returns ctree_numpy's SearchOutput and the predicted root values v(s) [B] (numpy).
+
+    The model knows nothing of legality and ctree masks the root only, so every expanded node's policy is masked with
+    its root's legal actions: a dead agent stays dead, a dead enemy is not attacked, an enemy out of range at the root
+    stays out of range within the tree. Unmasked, the tree sampled attacks that were illegal (the policy is trained on
+    legal actions only, see policy_loss) and the reward model paid for them: on 3m the search's root value rose to
+    twice the realised return and acting got worse as training went on."""
     B, S = obs.shape[0], model.S
     with torch.inference_mode():
+        root_legal = torch.as_tensor(legal, device=obs.device)
         s0, v_logits, p_logits = model.initial(obs)
         table = torch.empty(B, cfg.num_simulations + 1, *s0.shape[1:], device=obs.device)
         table[:, 0] = s0
@@ -324,6 +336,7 @@ def search(model, obs, legal, cfg, rng, add_noise, clock=None):
             parent, action = torch.from_numpy(parent).to(obs.device), torch.from_numpy(action).to(obs.device)
             s, r_logits, v_logits, p_logits = model.recurrent(table[rows, parent], action)
             table[:, node] = s
+            p_logits = torch.where(root_legal, p_logits, -1e9)  # inside the tree: the root's legal actions
             out = [support_to_scalar(r_logits, S), support_to_scalar(v_logits, S), p_logits]  # scalars into the tree
             out = [x.cpu().numpy() for x in out]
             model_time += time.perf_counter() - t0

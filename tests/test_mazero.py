@@ -15,6 +15,15 @@ import mazero
 SCRIPT = str(Path(__file__).resolve().parents[1] / "mazero.py")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: one thread is ~50x faster than two spinning ones (as in the script)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_h_transform_and_inverse():
     x = torch.tensor([-300.0, -20.0, -1.0, -0.01, 0.0, 0.5, 3.0, 20.0, 300.0], dtype=torch.float64)
     y = mazero.h_transform(x)
@@ -121,6 +130,66 @@ def test_model_variants_shapes_residual_and_gradients(variant):
     assert any(name.startswith("comm") for name in changed) == (not variant)
 
 
+def tiny_setup(seed, **kw):
+    """A 2-agent model and a replay of two short games, no environment."""
+    torch.manual_seed(seed)
+    args = mazero.Args(hidden_size=16, batch_size=6, num_sampled=4, num_simulations=6, unroll_steps=3, td_steps=2,
+                       stacked_observations=2, **kw)
+    n, d, A = 2, 5, 4
+    model, target = mazero.MAZeroNet(n, d, A, args), mazero.MAZeroNet(n, d, A, args)
+    target.load_state_dict(model.state_dict())
+    replay = mazero.Replay(32, n, d, A, args.stacked_observations)
+    rng = np.random.default_rng(seed)
+    for T in (5, 7):
+        legal = rng.random((T, n, A)) < 0.7
+        legal[..., 1] = True
+        replay.add_game(rng.normal(size=(T, n, d)), rng.integers(0, A, (T, n)), rng.random(T), legal)
+    return args, model, target, replay, rng
+
+
+@pytest.mark.parametrize("policy", ["awpo", "bc"])
+def test_reanalyse_targets_and_determinism(policy):
+    losses = []
+    for _ in range(2):
+        args, model, target, replay, rng = tiny_setup(0, policy_loss=policy)
+        cfg = mazero.search_config(args, args.num_simulations)
+        b = mazero.make_batch(replay, target, args, cfg, rng, torch.device("cpu"), 0.4, {"model": 0.0, "tree": 0.0})
+        real = b["real"].bool()
+        coef = b["coef"].sum(-1)
+        assert torch.all(coef[~real] == 0) and torch.all(b["obs"][~real] == 0)
+        if policy == "bc":  # omega: visit counts / N over the sampled joint actions of every real root
+            torch.testing.assert_close(coef[real], torch.ones(int(real.sum())), check_dtype=False)
+        sampled_legal = torch.gather(b["legal"], 3, b["sampled"].permute(0, 1, 3, 2))  # [B, K+1, n, Ks]
+        assert sampled_legal.permute(0, 1, 3, 2)[b["coef"] > 0].all()  # searched actions are legal at their root
+        pos = b["idx"][:, None] + np.arange(args.unroll_steps + 1)
+        assert torch.all(b["z"][torch.as_tensor(pos >= replay.end[b["idx"]][:, None])] == 0)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        out, priority = mazero.train_step(model, opt, b, args)
+        assert np.isfinite(list(out.values())).all() and priority.shape == (args.batch_size,)
+        losses.append(out)
+    assert losses[0] == losses[1]  # same seed, same batch, same update
+
+
+def test_search_keeps_root_legal_actions_inside_the_tree():
+    args, model, _, _, rng = tiny_setup(1)
+    model.eval()
+    with torch.no_grad():  # a policy head that prefers action 0 everywhere
+        model.policy[1].bias.copy_(torch.tensor([8.0, 0.0, 0.0, 0.0]))
+    B, n, A = 5, 2, 4
+    legal = np.ones((B, n, A), bool)
+    legal[:, :, 0] = False
+    legal[0, 1] = [False, False, True, False]  # root 0, agent 1 (say, dead): one legal action
+    taken = []
+    recurrent = model.recurrent
+    model.recurrent = lambda s, a: (taken.append(a.clone()), recurrent(s, a))[1]
+    obs = torch.randn(B, n, args.stacked_observations * 5)
+    cfg = mazero.search_config(args, 20)
+    out, _ = mazero.search(model, obs, legal, cfg, rng, add_noise=True)
+    taken = torch.stack(taken).numpy()  # [N, B, n]: the action expanded at every simulation, any depth
+    assert len(taken) == 20 and (taken != 0).all() and (taken[:, 0, 1] == 2).all()
+    assert out.visit_counts.sum(1).tolist() == [20] * B
+
+
 def test_scale_gradient():
     x = torch.ones(3, requires_grad=True)
     y = mazero.scale_gradient(x, 0.5)
@@ -134,7 +203,7 @@ def run(args, cwd, timeout=240):
 
 TINY = ["--preset", "cpu", "--num-envs", "8", "--num-simulations", "4", "--reanalyse-simulations", "2",
         "--batch-size", "8", "--min-replay-size", "40", "--updates-per-env-step", "0.03", "--eval-episodes", "8",
-        "--eval-interval", "200", "--checkpoint-interval", "200", "--target-update-interval", "2"]
+        "--eval-interval", "400", "--checkpoint-interval", "400", "--target-update-interval", "2"]
 
 
 def test_smoke_update_reanalyse_eval_checkpoint_resume(tmp_path):
