@@ -1,0 +1,160 @@
+"""fsv.py: the paper's toy-game claims (matrix game: greedy (A, A) and the payoff reproduced,
+Table 4; MTQ: the global optimum (5, 5), Table 7), a SMAX smoke run that proves an update, an
+evaluation, a checkpoint and a resume happened, seeding, and one-line errors on bad input.
+The toy runs call `fsv.main` in-process (a subprocess per seed would spend most of its time
+importing torch); the SMAX smoke test and one bad-input test go through the command line."""
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import fsv
+import games
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "fsv.py")
+
+
+def run_main(**kw):
+    """fsv.main with its prints swallowed; returns the result dict."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fsv.main(fsv.Args(**kw))
+
+
+def scalars(run_dir):
+    ea = EventAccumulator(str(run_dir))
+    ea.Reload()
+    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
+
+
+# ---------------------------------------------------------------- matrix game (Sec. 5.1, Table 4)
+MATRIX = dict(env="matrix", alpha_final=0.01, total_timesteps=1000, save_model=False)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_matrix_game_greedy_optimum_and_payoff(tmp_path, monkeypatch, seed):
+    """Uniform exploration, alpha annealed 1 -> 0.01 (here over 1k steps instead of 20k): the
+    greedy joint action is (A, A) and Q_tot reproduces every cell of the payoff within 1.0."""
+    monkeypatch.chdir(tmp_path)
+    out = run_main(seed=seed, **MATRIX)
+    assert out["greedy"] == (0, 0)
+    assert out["eval_win_rate"] == 1.0
+    err = np.abs(out["q_tot"] - games.MatrixGame.PAYOFF)
+    assert err.max() < 1.0, f"Q_tot\n{out['q_tot']}\nerror\n{err}"
+
+
+def test_same_seed_same_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    short = {**MATRIX, "total_timesteps": 200, "learning_starts": 16}
+    a, b, c = run_main(seed=7, **short), run_main(seed=7, **short), run_main(seed=8, **short)
+    assert np.array_equal(a["q_tot"], b["q_tot"])
+    assert not np.array_equal(a["q_tot"], c["q_tot"])
+
+
+def test_matrix_tables_print_and_eval_only(tmp_path):
+    """The CLI prints the Tables 4-6 layout; --eval-only reloads the checkpoint (whose settings,
+    --env matrix included, become the defaults) and prints it again."""
+    cmd = [sys.executable, SCRIPT, "--env", "matrix", "--total-timesteps", "300", "--learning-starts", "32"]
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "Q_1 \\ Q_2" in p.stdout and p.stdout.count("\n  A ") == 1
+    (run,) = (tmp_path / "runs").iterdir()
+    p = subprocess.run([sys.executable, SCRIPT, "--eval-only", "--checkpoint", str(run / "checkpoint.pt")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "eval/win_rate" in p.stdout and "Q_1 \\ Q_2" in p.stdout
+
+
+# ---------------------------------------------------------------- MTQ (Sec. 5.2, Table 7)
+def test_mtq_reaches_global_optimum(tmp_path, monkeypatch):
+    """Table 7: FSV finds the optimum (5, 5) in 20/20 runs. Here: within 0.5 in >= 4 of 5 seeds,
+    with the default settings on a shortened schedule (500 warm-up steps, 1000 updates)."""
+    monkeypatch.chdir(tmp_path)
+    finals = []
+    for seed in range(1, 6):
+        out = run_main(env="mtq", seed=seed, total_timesteps=1500, learning_starts=500,
+                       save_model=seed == 1)
+        finals.append(out["u"])
+    dist = np.hypot(*(np.array(finals) - 5.0).T)
+    assert (dist <= 0.5).sum() >= 4, f"final greedy joint actions {np.round(finals, 2)}"
+    (run,) = [r for r in (tmp_path / "runs").iterdir() if (r / "checkpoint.pt").exists()]
+    assert (run / "mtq_path.png").stat().st_size > 10_000
+    tags = scalars(run)
+    assert {"mtq/action_1", "mtq/action_2", "losses/policy_loss", "losses/v_loss", "eval/win_rate"} <= set(tags)
+
+
+# ---------------------------------------------------------------- SMAX smoke run and resume
+def test_smax_smoke_update_eval_checkpoint_resume(tmp_path):
+    common = [sys.executable, SCRIPT, "--map", "3m", "--num-envs", "8", "--eval-episodes", "8",
+              "--learning-starts", "8", "--batch-size", "8", "--eval-interval", "200",
+              "--checkpoint-interval", "200"]
+    p = subprocess.run(common + ["--total-timesteps", "400"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "StarCraft backend: smax" in p.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    tags = scalars(run)
+    assert {"losses/q_tot_loss", "losses/lambda", "eval/win_rate", "eval/episodic_return",
+            "charts/episodic_return"} <= set(tags)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["script"] == "fsv" and ckpt["env"] == "3m"
+    step, updates, episodes, _ = ckpt["counters"]
+    assert step >= 400 and updates > 0 and episodes > 8
+
+    p = subprocess.run(common + ["--total-timesteps", "800", "--checkpoint", str(run / "checkpoint.pt")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # the same run directory continues
+    resumed = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert resumed["counters"][0] >= 800 and resumed["counters"][1] > updates
+    evals = [s for s, _ in scalars(run)["eval/win_rate"]]
+    assert max(evals) >= 800 and min(evals) < 800
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2
+@pytest.mark.parametrize("kw, message", [
+    (dict(env="chess"), "unknown env"),
+    (dict(map="no_such_map"), "unknown map"),
+    (dict(map="MMM2", backend="smax"), "needs StarCraft II"),
+    (dict(env="matrix", alpha_final=0.0), "alpha must be > 0"),
+    (dict(env="matrix", alpha_init=-1.0), "alpha must be > 0"),
+    (dict(env="matrix", batch_size=64, buffer_size=32), "exceeds --buffer-size"),
+    (dict(env="matrix", n_heads=0), "--n-heads must be >= 1"),
+    (dict(env="mtq", eval_only=True), "--eval-only needs --checkpoint"),
+    (dict(env="mtq", checkpoint="missing.pt"), "no checkpoint file"),
+])
+def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, capsys, kw, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        run_main(**kw)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_checkpoint_from_another_game_or_script(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run_main(env="matrix", total_timesteps=200, learning_starts=16)
+    (run,) = (tmp_path / "runs").iterdir()
+    with pytest.raises(SystemExit) as exc:
+        run_main(env="mtq", checkpoint=str(run / "checkpoint.pt"))
+    assert exc.value.code == 2 and "trained on matrix, not mtq" in capsys.readouterr().err
+    torch.save({"script": "fop", "env": "matrix"}, tmp_path / "other.pt")
+    with pytest.raises(SystemExit) as exc:
+        run_main(env="matrix", checkpoint=str(tmp_path / "other.pt"))
+    assert exc.value.code == 2 and "not an fsv.py checkpoint" in capsys.readouterr().err
+
+
+def test_cli_bad_input_exit_2(tmp_path):
+    p = subprocess.run([sys.executable, SCRIPT, "--env", "matrix", "--alpha-final", "-0.1"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().startswith("error: alpha must be > 0") and p.stderr.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
