@@ -12,6 +12,8 @@ joint actions with Optimistic Search Lambda (Sec. 4.2, `ctree_numpy.py`), Advant
 Where this script departs from the paper (P) or the authors' code (C, liuqh16/MAZero, train_smac.sh):
   * Defaults are the paper's Table 1. The authors' script differs and each difference is a flag: stacked observations
     1 (P: 4), rho 0.25 (P: 0.75), alpha 2 (P: 3), lr 5e-4 (P: 1e-4); their weight clip at 3 is used here too.
+  * AWPO (Eq. 10/14) as C: the advantages are standardised over the batch and exp(A/alpha) is clipped at 3; the paper
+    uses the raw advantage, unclipped (--awpo-weight-clip inf drops the clip; the standardisation stays).
   * Support: atoms at the integers -5..5 of h(x) space (the authors' DiscreteSupport(-5, 5), 11 atoms; P says "ten bins").
   * Reward head: R(s_{t,k}, a_{t+k}) from the state the action is taken in, as Eq. 4 (C feeds it the next state).
   * Value and reward losses run over every unroll step, past the episode end with zero targets (absorbing state, as C);
@@ -126,7 +128,7 @@ class Args:
     alpha: float = 3.0
     """AWPO temperature alpha, Eq. 10 (paper Table 1: 3; C: 2)"""
     awpo_weight_clip: float = 3.0
-    """clip of the AWPO weight exp(A/alpha) (C: 3; the paper does not clip)"""
+    """clip of the AWPO weight exp(A/alpha) (C: 3; the paper does not clip: inf)"""
     policy_loss: str = "awpo"
     """awpo (Eq. 14) or bc (visit-count cross-entropy of Sampled MuZero, the paper's "No AWPO" ablation)"""
     os_lambda: bool = True

@@ -252,9 +252,15 @@ def parse(monkeypatch, argv):
     (["--num-sampled", "0"], "--num-sampled"),
     (["--num-simulations", "0"], "--num-simulations"),
     (["--rho", "1.5"], "--rho"),
+    (["--rho", "-0.1"], "--rho"),
     (["--lam", "-0.1"], "--lam"),
+    (["--lam", "1.5"], "--lam"),
     (["--alpha", "0"], "--alpha"),
+    (["--alpha", "-1"], "--alpha"),
+    (["--awpo-weight-clip", "0"], "--awpo-weight-clip"),
+    (["--reanalyse-simulations", "0"], "--reanalyse-simulations"),
     (["--num-envs", "0"], "--num-envs"),
+    (["--hidden-size", "60"], "--hidden-size"),
     (["--policy-loss", "ppo"], "--policy-loss"),
     (["--preset", "gpu"], "preset"),
     (["--eval-only"], "--eval-only needs --checkpoint"),
@@ -267,6 +273,25 @@ def test_bad_arguments_one_line_exit_2(monkeypatch, capsys, argv, message):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
 
 
+def test_defaults_are_the_papers_table_1():
+    a = mazero.Args()
+    table_1 = dict(stacked_observations=4, gamma=0.99, batch_size=256, learning_rate=1e-4, adam_eps=1e-5,
+                   weight_decay=0.0, max_grad_norm=5.0, priority_alpha=0.6, priority_beta=0.4, eval_episodes=32,
+                   min_replay_size=300, target_update_interval=200, unroll_steps=5, td_steps=5, num_sampled=10,
+                   num_simulations=100, rho=0.75, lam=0.8, alpha=3.0)
+    assert {k: getattr(a, k) for k in table_1} == table_1
+    assert (a.hidden_size, a.support_size, a.policy_loss, a.os_lambda, a.communication, a.flattened_model) == (
+        128, 5, "awpo", True, True, False)  # Appendix B.1; the full method
+    assert a.reanalyse_simulations is None and a.preset is None
+
+
+def test_unclipped_awpo_weight_is_the_papers_eq_10(monkeypatch):
+    assert parse(monkeypatch, ["--awpo-weight-clip", "inf"]).awpo_weight_clip == math.inf
+    adv, valid = np.array([[1.0, 2.0, 3.0]]), np.ones((1, 3), bool)
+    w = mazero.awpo_weights(adv, valid, alpha=0.5, clip=math.inf)
+    np.testing.assert_allclose(w, np.exp((adv - 2.0) / np.std([1.0, 2.0, 3.0]) / 0.5))
+
+
 def test_presets_and_checkpoint_defaults(monkeypatch, tmp_path, capsys):
     args = parse(monkeypatch, ["--preset", "cpu", "--num-simulations", "7"])
     assert args.num_simulations == 7 and args.reanalyse_simulations == mazero.CPU_PRESET["reanalyse_simulations"]
@@ -275,8 +300,12 @@ def test_presets_and_checkpoint_defaults(monkeypatch, tmp_path, capsys):
     torch.save({"script": "mazero", "map": "8m", "args": saved}, tmp_path / "mz.pt")
     args = parse(monkeypatch, ["--checkpoint", str(tmp_path / "mz.pt")])
     assert args.map == "8m" and args.rho == 0.25  # a resumed run keeps its settings
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    torch.save([1, 2], tmp_path / "list.pt")
     for argv, message in [(["--checkpoint", str(tmp_path / "mz.pt"), "--map", "3m"], "is for map 8m, not 3m"),
-                          (["--checkpoint", str(tmp_path / "missing.pt")], "cannot read checkpoint")]:
+                          (["--checkpoint", str(tmp_path / "missing.pt")], "cannot read checkpoint"),
+                          (["--checkpoint", str(tmp_path / "garbage.pt")], "cannot read checkpoint"),
+                          (["--checkpoint", str(tmp_path / "list.pt")], "not a mazero.py checkpoint")]:
         with pytest.raises(SystemExit) as e:
             parse(monkeypatch, argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
@@ -290,3 +319,34 @@ def test_bad_map_and_foreign_checkpoint_exit_2_and_write_nothing(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_curves_keep_the_resumed_trajectory(tmp_path):
+    """benchmarks/mazero_curves.py on a run interrupted twice: A logs up to step 100 and B resumes from A's checkpoint
+    at 60; B stops right after its checkpoint at 120 and C resumes from there. The rows must be the final trajectory
+    (A's evaluation at 100 is dropped) with the gaps between sessions left out of the time."""
+    import importlib.util
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    path = Path(SCRIPT).parent / "benchmarks" / "mazero_curves.py"
+    spec = importlib.util.spec_from_file_location("mazero_curves", path)
+    curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curves)
+    sessions = [(1000, 0, 100, {0: 0.0, 50: 0.1, 100: 0.2}), (2000, 60, 120, {60: 0.3, 100: 0.4}),
+                (3000, 120, 200, {150: 0.5, 200: 0.6})]  # (wall time, first step, last step, evaluations)
+    for i, (t0, first, last, evals) in enumerate(sessions):
+        w = SummaryWriter(str(tmp_path), filename_suffix=f".{i}")
+        for step in range(first, last + 1, 10):
+            if step > first:  # logged after each vectorised env step of 10 env steps; the loop runs at 1 SPS
+                w.add_scalar("charts/updates", step + i, step, walltime=t0 + step - first)
+                w.add_scalar("charts/SPS", 1.0, step, walltime=t0 + step - first)
+            if step in evals:
+                w.add_scalar("eval/win_rate", evals[step], step, walltime=t0 + step - first + 0.5)
+                w.add_scalar("eval/episodic_return", 20 * evals[step], step, walltime=t0 + step - first + 0.5)
+        w.close()
+    rows = curves.load(tmp_path)
+    assert [r[0] for r in rows] == [0, 50, 60, 100, 150, 200]
+    assert [r[1] for r in rows] == pytest.approx([0.0, 0.1, 0.3, 0.4, 0.5, 0.6])
+    assert [r[3] for r in rows] == [0, 50, 60, 101, 152, 202]  # updates: A's up to 60, then B's, then C's
+    assert [r[4] for r in rows] == pytest.approx([0, 50, 60, 100, 150, 200])
