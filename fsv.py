@@ -20,20 +20,26 @@ which the paper says it keeps (Appendix 7.2); where neither helps, the choice is
   then no Q_i can reproduce the matrix game (Table 4's own Q_i need lambda ~ 0.8 at (B, B) and ~ 5
   at (A, B)). Each agent's key embeds the joint action and the agent's id (lambda_i depends on the
   whole u, Theorem 2), the query embeds the state. Ours: the attention logits are bounded,
-  c tanh(logit / c) with c = 1 (`--lambda-logit-bound`). Unbounded, lambda grows without limit on
-  MTQ (~100 after 2k updates) and carries the whole reward surface while the Q_i stay flat, so
-  the policies overshoot (5, 5) (4 of 5 seeds ended near (8.4, 8.4)); on 3m it collapsed to ~0.1.
+  c tanh(logit / c) with c = 1 (`--lambda-logit-bound`), so lambda_i lies in [4/e, 4e] ~ [1.5, 10.9]
+  with 4 heads (Table 4's own Q_i are then out of reach; other Q_i still reproduce the payoff,
+  benchmarks/fsv_matrix_tables.txt). Unbounded, lambda grew without limit on MTQ (~100 after 2k
+  updates) and carried the whole reward surface while the Q_i stayed flat, so the policies
+  overshot (5, 5) (4 of 5 seeds ended near (8.4, 8.4)); on 3m it fell to ~0.1 (development runs
+  before the bound; their logs were not kept).
 - Eq. 33 "stops all the gradients except for lambda_i and the last term Q_i". Read literally the
   hypernetwork w, b of Eq. 13 would never be trained; we stop the gradients through the
   individual Q_i and V_i only, so w, b and lambda learn (as FOP's code trains its V(s)).
 - Eq. 16's expectation over u' ~ pi is one sample per transition (as FOP's code); pi and log pi
   come from the online Q_i (the policy being evaluated), Q_tot(tau', u') from the target networks.
-  Episodes cut by the time limit are treated as terminal (PyMARL).
+  Episodes cut by the time limit are treated as terminal (ours: games.py's auto-reset returns no
+  final observation to bootstrap from; PyMARL's runner does not mark time-outs terminal).
 - alpha decays linearly from 1 to 0.01 (Table 8); the paper gives no duration. Matrix game: over
   the whole 20k steps. SMAC: over 10k env steps (ours). At alpha ~ 1 the entropy bonus
   alpha sum_i H(pi_i) (~5 per step on 3m) dwarfs SMAC's rewards (< 1 per step) and pays agents to
-  survive rather than fight: annealed over 50k, 3m had 0 wins at 100k steps. `--autotune` adjusts
-  alpha by Eq. 34 instead (target entropy 0.2 log|U| per agent: ours).
+  survive rather than fight: annealed over 50k, 3m had 0 wins at 100k steps (a development run;
+  its log was not kept). With the 10k default, SMAX 3m seed 1 reached a greedy win rate of 0.875
+  at 430k env steps (benchmarks/fsv_results.md). `--autotune` adjusts alpha by Eq. 34 instead
+  (target entropy 0.2 log|U| per agent: ours).
 - Continuous (MTQ, one-step): Q_i, V_i and a tanh-Gaussian policy, each 2 x 64 (Table 8; one
   set shared by both agents with an agent id, as on SMAC), Adam, auto entropy adjustment (Table 8)
   with target -dim(u_i) = -1 (SAC) and alpha's learning rate 3e-3 (ours: at the actor's 3e-4,
@@ -206,7 +212,7 @@ class LambdaAttention(nn.Module):
         e_u = self.embed_u(torch.cat([u.unsqueeze(1).expand(B, N, u.shape[-1]), ids], -1))  # [B, N, hid]
         query = self.w_q(self.embed_s(s)).view(B, 1, self.n_heads, self.dim)
         key = self.w_k(e_u).view(B, N, self.n_heads, self.dim)
-        logits = (query * key).sum(-1) / self.dim ** 0.5  # [B, N, H]
+        logits = (query * key).sum(-1) / self.dim ** 0.5  # scaled dot product (ours): [B, N, H]
         bounded = self.bound * torch.tanh(logits / self.bound)  # |logit| <= c (ours, see docstring)
         return bounded.exp().sum(-1)  # Eq. 14-15: [B, N]
 
@@ -570,7 +576,7 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
         live["avail"][e_idx, t_env], live["actions"][e_idx, t_env] = avail, actions
         obs, state, avail, reward, done, info = env.step(actions)
         live["reward"][e_idx, t_env], live["filled"][e_idx, t_env] = reward, 1.0
-        live["terminated"][e_idx, t_env] = done  # time-outs are terminal too (PyMARL)
+        live["terminated"][e_idx, t_env] = done  # time-outs too: no final observation to bootstrap from
         t_env += 1
         global_step += E
         last = F.one_hot(torch.as_tensor(actions, device=device), A).float()
