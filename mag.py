@@ -27,6 +27,7 @@ Where this departs from the paper or the authors' code (ZifanWu/MAG, built on jb
   r_t and 1 - done_t (DreamerV2's layout). MAMBA reads the reward/continuation of step t+1 from
   [z_{t+1}, h_{t+2}], which costs an extra transition per imagined step.
 - Not kept from MAMBA: its action-prediction ("info") loss and its xavier initialisation.
+- R̂_m's gradient norm is clipped at 100 like every other network's; the released code does not clip it.
 - One absorbing row (zero obs, `fake`) follows a true termination, so the last reward and the done flag
   are learned; MAMBA writes two. After a time-out the last transition has no next observation and is
   masked out of the model losses.

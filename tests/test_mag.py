@@ -1,6 +1,9 @@
 """mag.py: the pieces that are easy to get wrong (straight-through sampling, KL balancing, λ-returns,
-MAG's candidate choice), bad input, and an end-to-end smoke run that trains, evaluates, checkpoints
-and resumes."""
+MAG's candidate choice, the Appendix B L/H table, Sec. 3.3's prediction error, the imagined dataset),
+bad input (unknown map, L or H < 1, H > the imagination horizon, foreign checkpoints), and end-to-end
+smoke runs: MAG trains the model, R̂_m and the policy, evaluates, checkpoints and resumes; --no-mag
+trains without R̂_m; --eval-only reads a checkpoint."""
+import dataclasses
 import glob
 import subprocess
 import sys
@@ -106,6 +109,65 @@ def test_plan_to_predict_keeps_the_argmin_of_summed_rm(global_argmin):
         assert (chosen < score[0]).any()
 
 
+def test_lh_table_is_appendix_b_and_flags_override(monkeypatch):
+    paper = {"2s_vs_1sc": (5, 10), "3s_vs_3z": (5, 10), "2s3z": (5, 10), "3s_vs_4z": (4, 10),
+             "3s_vs_5z": (5, 7), "2c_vs_64zg": (5, 7), "corridor": (4, 6), "3s5z_vs_3s6z": (4, 7)}
+    assert mag.MAG_LH == paper and mag.MAG_LH_DEFAULT == (4, 6)  # Table 1; else the released code's
+    for argv, lh in ((["--map", "3s_vs_3z"], (5, 10)), (["--map", "3m"], (4, 6)),
+                     (["--map", "3s_vs_3z", "--mag-l", "2", "--mag-h", "3"], (2, 3))):
+        monkeypatch.setattr(sys, "argv", ["mag.py", *argv])
+        assert mag.validate(*mag.parse_args()) == lh
+
+
+class StubHeads:
+    """decoder(feat) = feat[..., :O], reward(feat) = feat[..., -1:]: errors are known by hand."""
+    O = 3
+
+    def decoder(self, feat):
+        return feat[..., : self.O]
+
+    def reward(self, feat):
+        return feat[..., -1:]
+
+
+def test_prediction_error_is_the_sec_3_3_formula():
+    feat = torch.tensor([[[3.0, 4.0, 0.0, 1.5], [0.0, 0.0, 0.0, 2.0]]])  # [B=1, N=2, F]: ô = feat[:3], R̂ = feat[3]
+    next_obs, reward = torch.zeros(1, 2, 3), torch.tensor([1.0])
+    err = mag.prediction_error(StubHeads(), feat, next_obs, reward, torch.ones(1))
+    assert torch.allclose(err, torch.tensor([[5.0 + 0.5, 0.0 + 1.0]]))  # ||ô^i - o^i||_2 + |R̂^i - R| per agent
+    absorbing = mag.prediction_error(StubHeads(), feat, next_obs, reward, torch.zeros(1))
+    assert torch.allclose(absorbing, torch.tensor([[0.5, 1.0]]))  # no observation after a termination
+
+
+def tiny_args(**kw):
+    return dataclasses.replace(mag.Args(), hidden=16, deter=16, n_categoricals=4, n_classes=4, attn_layers=1,
+                               attn_heads=2, rm_hidden=16, horizon=4, **kw)
+
+
+@pytest.mark.parametrize("use_mag", [True, False])
+def test_imagine_builds_the_model_dataset(use_mag):
+    """Lines 6-14 wired together on a random model: D_m has K*M samples of N agents, the returns are
+    finite, and MAG's chosen rollouts never score worse under R̂_m than the first candidate."""
+    torch.manual_seed(0)
+    N, O, A, M = 3, 7, 9, 5
+    args = tiny_args(mag=use_mag)
+    wm = mag.WorldModel(N, O, A, args).eval()
+    rm = mag.ModelErrorPredictor(wm.feat_dim, args.rm_hidden, args.rm_layers)
+    actor, critic = mag.Actor(wm.feat_dim, args.hidden, A), mag.Critic(N, wm.feat_dim, args.hidden, args.attn_heads)
+    h, z = torch.randn(M, N, args.deter), mag.sample_onehot(torch.randn(M, N, args.n_categoricals, args.n_classes))
+    data, diag = mag.imagine(wm, actor, critic, rm, h, z, args, L=3, H=2)
+    K = args.horizon
+    assert data["feat"].shape == (K * M, N, wm.feat_dim) and data["action"].shape == (K * M, N)
+    assert data["avail"].shape == (K * M, N, A) and data["ret"].shape == data["adv"].shape == (K * M, N)
+    assert all(torch.isfinite(v.float()).all() for v in data.values())
+    logp = data["logp"]
+    assert (logp <= 0).all() and (logp > -1e9).all()  # the taken action was legal under its sampled mask
+    if use_mag:
+        assert diag["chosen_rm"] <= diag["random_rm"] + 1e-6
+    else:
+        assert "chosen_rm" not in diag
+
+
 # ---------------------------------------------------------------- command line
 def run(args, cwd, timeout=300):
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -117,6 +179,19 @@ def test_bad_map_from_the_command_line(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown map '4m'")
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--mag-l", "0"], "error: --mag-l (L, rollouts per prediction) must be >= 1, got 0"),
+    (["--mag-h", "0"], "error: --mag-h (H, planning horizon) must be >= 1, got 0"),
+    (["--mag-h", "16"], "error: MAG's planning horizon H=16 exceeds the imagination horizon 15"),
+])
+def test_bad_l_or_h_from_the_command_line(tmp_path, argv, needle):
+    out = run(argv, tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(needle), lines
+    assert not (tmp_path / "runs").exists()
 
 
 def cli_error(monkeypatch, capsys, argv):
@@ -206,6 +281,23 @@ def test_smoke_train_evaluate_checkpoint_resume(tmp_path):
     assert len(glob.glob(run_dir + "/events*")) == 2  # the same run directory
     assert max(scalars(run_dir)["losses/model_kl"]) > first_steps  # training went on after the resume
 
+
+def test_no_mag_baseline_trains_without_rm_and_eval_only_reads_its_checkpoint(tmp_path):
+    out = run([*TINY, "--no-mag", "--total-timesteps", "240", "--exp-name", "nomag"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MAMBA (--no-mag)" in out.stdout
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "3m__nomag__3__*"))
+    tags = scalars(run_dir)
+    for name in ("model_kl", "reconstruction", "reward", "pcont", "actor", "critic", "entropy"):
+        assert tags.get(f"losses/{name}"), f"losses/{name} missing: no update happened"
+    assert "losses/rm" not in tags and "mag/chosen_rm" not in tags  # no R̂_m, no planning
+    ckpt = Path(run_dir) / "checkpoint.pt"
+    assert torch.load(ckpt, weights_only=False)["args"]["mag"] is False
+
+    out = run(["--checkpoint", str(ckpt), "--eval-only", "--eval-episodes", "8"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "step 240: greedy win rate" in out.stdout and "over 8 episodes" in out.stdout
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 240  # evaluation does not train or save
 
 
 def test_checkpoint_of_another_map_rejected(tmp_path, monkeypatch, capsys):
