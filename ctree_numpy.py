@@ -146,26 +146,34 @@ def _sampling_policy(p, tau):
     return b / b.sum(0)
 
 
+def _cumsum0(x):
+    """float64 cumulative sum over axis 0 of [A, ...], the additions of np.cumsum in the same order. NumPy accumulates
+    along axis 0 column by column, which for B * n columns costs ~40 ns each; for wide arrays a loop over the A rows
+    is many times faster (B = 1536: 1.7 ms -> 0.04 ms per expansion)."""
+    c = x.astype(np.float64)
+    if c[0].size > 16 * len(c):
+        for j in range(1, len(c)):
+            c[j] += c[j - 1]
+    else:
+        np.add.accumulate(c, 0, out=c)
+    return c
+
+
 _INVALID = -1e300
-"""prior term of invalid (duplicate) slots. Times c(s) sqrt(sum_b N(s, b)) it loses to every valid slot once s has been
-visited; before that every child is unvisited, all scores tie and the first maximum, slot 0, is always valid (the first
-draw is always a first occurrence)."""
-
-
-def _puct(adv, prior_term, lo, delta, explore):
-    """pUCT score of Eq. 9 with the tree-wide min-max: clip((A - lo) / delta, 0, 1) + P / (1 + N(s, a)) * explore,
-    explore = c(s) sqrt(sum_b N(s, b)). Unvisited children carry A = 0, as in the authors' code."""
-    score = (adv - lo) / delta
-    np.maximum(score, 0.0, out=score)
-    np.minimum(score, 1.0, out=score)
-    score += prior_term * explore
-    return score
+"""prior of invalid (duplicate) slots. Times c(s) sqrt(sum_b N(s, b)) it loses to every valid slot once s has been
+visited; before that the exploration term of every slot is 0, all scores tie and the first maximum, slot 0, is always
+valid (the first draw is always a first occurrence)."""
 
 
 class _Tree:
     """B search trees of M = N + 1 nodes as arrays: nodes [B, M], edges [B, M, K]. Most work goes through flat views
-    (self.flat[name]) indexed by the flat node index b * M + node, or (b * M + node) * K + slot for edges, because 1-D
-    gathers are the cheapest NumPy indexing and most arrays here are small."""
+    (self.flat[name]) indexed by the flat node index f = b * M + node, or f * K + slot for edges.
+
+    Why the code looks the way it does: for a small batch every NumPy call costs about a microsecond whatever it
+    computes, so the per-simulation work is written with few calls. 1-D gathers and scatters are the cheapest calls;
+    broadcasting, reductions and np.where cost several times more. So pUCT (Eq. 9) is split into a value term per node
+    (refreshed once per simulation, `norm`) and an exploration term per edge (refreshed on the path in `backup`), and a
+    descent step is three gathers, an add and an argmax per level."""
 
     def __init__(self, B, N, K, n, A, config):
         M, cfg = N + 1, config
@@ -174,6 +182,7 @@ class _Tree:
         counts = np.arange(M + 1)
         self.k_top = np.maximum(1, np.ceil((1.0 - rho) * counts - 1e-9)).astype(np.int64)  # Eq. 6: |top| of |U_d|
         self.k_top[0] = 0
+        self.k_next = np.concatenate([[1], self.k_top[:-1] + 1])  # k_next[c] = k_top[c - 1] + 1
         self.gpow = cfg.gamma ** np.arange(M + 1.0)            # gamma^d
         self.gpow_prev = cfg.gamma ** np.arange(-1.0, M)       # gamma^(d - 1)
         self.lpow = lam ** np.arange(M + 1.0)
@@ -187,7 +196,10 @@ class _Tree:
         self.radix[i, i // per_key] = A ** (i % per_key)
         self.draw_ids = np.arange(K)[:, None]
         self.roots = np.arange(B)
-        self.boff = self.roots * M  # flat index of each root's node 0
+        self.boff = self.roots * M       # flat index of each root's node 0
+        self.ids = self.boff[:, None] + np.arange(M)  # [B, M] flat index of each node
+        self.edge0 = np.arange(B * M) * K  # flat index of each node's slot 0
+        self.levels = np.arange(M)       # depths, to label the edges of the paths
 
         self.depth = np.zeros((B, M), np.int64)
         self.n_sum = np.zeros((B, M), np.int64)  # sum_b N(s, b) = N(s) - 1; N(s, a) = N(child)
@@ -196,22 +208,30 @@ class _Tree:
         self.prefix = np.zeros((B, M))   # P(s) = sum of gamma^k r_k from the root to s
         self.w = np.zeros((B, M))        # W(s) = P(s) + gamma^dep(s) v(s)
         self.num = np.zeros((B, M))      # V(s) = num / den, Eq. 7
-        self.den = np.zeros((B, M))
+        self.den = np.ones((B, M))       # a new node has U_0 = {v}: num = v, den = 1
         self.v_os = np.zeros((B, M))     # V^rho_lambda(s)
-        self.adv = np.zeros((B, M))      # A(parent(s), a) of Eq. 8, for the tree-wide min-max
-        self.explore = np.zeros((B, M))  # explore_tab[n_sum]
+        self.adv = np.zeros((B, M))      # A(parent(s), a) of Eq. 8; the root's stays 0 (see children)
+        self.norm = np.zeros((B, M))     # value term of Eq. 9 of each node as a child, this simulation
         self.order = np.zeros((B, M), np.int64)  # flat node indices sorted by (depth, -W): the levels, ranked
         self.order[:, 0] = self.boff
-        # anc[b, e, s] = flat index of the ancestor of s at depth e < dep(s); the depth axis doubles when needed
-        self.anc = np.zeros((B, min(M, 16), M), np.min_scalar_type(B * M))
-        self.children = np.full((B, M, K), -1, np.int64)  # flat node index, -1 while unexpanded
+        # anc[e, f] = flat index of the ancestor at depth e < dep(f) <= N of node f. Allocated whole, never grown: a big
+        # np.zeros is mapped lazily, so only the rows of depths the trees reach cost memory (growing it by copies cost
+        # ~10% of a B = 1536 search)
+        self.anc = np.zeros((N, B * M), np.min_scalar_type(B * M))
+        self.anc_row = np.arange(N) * (B * M)
+        # flat node index of the child; while unexpanded, the root's own index: a child always has a larger index than
+        # its parent (so `child > parent` tells expanded edges), and the root's entry of `norm`, computed from A = 0,
+        # is then the value term of the unvisited child, as in the authors' code
+        self.children = np.repeat(self.boff, M * K).reshape(B, M, K)
         self.prior = np.zeros((B, M, K))
         self.actions = np.zeros((B, M, K, n), np.min_scalar_type(max(A - 1, 0)))
-        self.edge_adv = np.zeros((B, M, K))    # what pUCT reads: the child's advantage (0 while unvisited) and
-        self.edge_prior = np.zeros((B, M, K))  # prior / (1 + N(s, a)) (_INVALID for invalid slots)
-        names = ["depth", "n_sum", "reward", "value", "prefix", "w", "num", "den", "v_os", "adv", "explore",
-                 "order", "anc", "children", "prior", "edge_adv", "edge_prior"]
+        self.edge_prior = np.zeros((B, M, K))    # P(s, a) / (1 + N(s, a)) (_INVALID for invalid slots)
+        self.edge_explore = np.zeros((B, M, K))  # edge_prior * c(s) sqrt(sum_b N(s, b)), the exploration term of
+        # Eq. 9; 0 until s is first passed through (sum_b N(s, b) = 0), exactly what the product gives then
+        names = ["depth", "n_sum", "reward", "value", "prefix", "w", "num", "den", "v_os", "adv", "norm", "order",
+                 "children", "prior", "edge_prior"]
         self.flat = {name: getattr(self, name).reshape(-1) for name in names}
+        self.rows = {name: getattr(self, name).reshape(B * M, K) for name in ["children", "edge_prior", "edge_explore"]}
         self.agent_ids = np.arange(n)
 
     def expand(self, x, p, beta, u):
@@ -222,14 +242,15 @@ class _Tree:
         then every comparison below runs along contiguous [B * n] or [B] rows, which is what makes large B cheap.
         Returns valid [B, K] (first occurrence of each joint action) and beta_hat [B, K] = count / K.
         """
-        cdf = beta.cumsum(0, dtype=np.float64)                                  # [A, B, n]
+        cdf = _cumsum0(beta)                                                    # [A, B, n]
         a = (cdf[:-1, None] <= u * cdf[-1]).view(np.uint8).sum(0, dtype=self.actions.dtype)  # [K, B, n] inverse CDF
         keys = a @ self.radix                                                   # [K, B, C]
-        same = keys[:, None, :, 0] == keys[None, :, :, 0]                       # [K, K, B] draw k == draw j
+        same = keys[:, None, :, 0] == keys[None, :, :, 0]                       # [K, K, B] draw j == draw k
         for c in range(1, keys.shape[2]):
             same &= keys[:, None, :, c] == keys[None, :, :, c]
-        valid = same.argmax(1) == self.draw_ids                                 # [K, B] first equal draw is k
-        beta_hat = valid * same.sum(1) / self.K
+        # `same` is symmetric; reducing over its leading axis is the fast direction for NumPy
+        valid = same.argmax(0) == self.draw_ids                                 # [K, B] first equal draw is k
+        beta_hat = valid * same.sum(0) / self.K
         if beta is p:
             prior = beta_hat  # pi(a) / beta(a) == 1 exactly
         else:
@@ -245,65 +266,66 @@ class _Tree:
         """Descend every root by pUCT (Eq. 9) to an edge whose child is not expanded yet.
 
         Returns the edges of all paths as flat arrays over (root b, depth e), ordered by depth: (b, flat index of the
-        node at depth e, slot taken there, flat index of the node below, e), where the node below the last edge is the
-        new node sim + 1; and, in root order [B], the new node's parent (flat index), slot and depth.
+        node at depth e, flat edge index taken there, flat index of the node below, e), where the node below the last
+        edge is the new node sim + 1; and leaf [B], the position of each root's last edge in these arrays.
         """
-        K, explore, children = self.K, self.flat["explore"], self.flat["children"]
-        edge_adv, edge_prior = self.edge_adv.reshape(-1, K), self.edge_prior.reshape(-1, K)
-        if sim:  # tree-wide min-max over the advantages of the expanded non-root nodes
-            a = self.adv[:, 1:sim + 1]
-            lo = a.min(1)
-            delta = np.maximum(a.max(1) - lo, self.cfg.value_delta_min)
-        else:  # only the roots exist, and they are in their visit-each-child-once phase
-            lo = delta = np.ones(self.B)
+        if sim:  # the value term clip((A - lo) / delta, 0, 1) of every node, tree-wide min-max over expanded non-roots
+            adv = self.adv[:, :sim + 1]
+            lo = np.minimum.reduce(adv[:, 1:], 1)
+            delta = np.maximum(np.maximum.reduce(adv[:, 1:], 1) - lo, self.cfg.value_delta_min)
+            norm = self.norm[:, :sim + 1]
+            np.subtract(adv, lo[:, None], out=norm)
+            np.divide(norm, delta[:, None], out=norm)
+            # only node 0 (A = 0, unvisited children) can fall outside [0, 1]: lo <= A <= hi for the others
+            unvisited = norm[:, 0]
+            np.maximum(unvisited, 0.0, out=unvisited)
+            np.minimum(unvisited, 1.0, out=unvisited)
+        # (at sim 0 only the roots exist, all in their visit-each-child-once phase: the scores are not used)
+        children, explore, norm = self.rows["children"], self.rows["edge_explore"], self.flat["norm"]
         act, nf = self.roots, self.boff  # roots still descending, flat index of their current node
         steps = []
         while True:
-            adv, prior_term = edge_adv.take(nf, 0), edge_prior.take(nf, 0)                 # [b, K]
-            k = _puct(adv, prior_term, lo[act][:, None], delta[act][:, None], explore[nf][:, None]).argmax(1)
-            if not steps and sim < K:  # root: each sampled child once, in slot order, before pUCT
-                k = np.where(sim < root_k, root_slots[:, min(sim, K - 1)], k)
-            child = children[nf * K + k]
-            steps.append((act, nf, k, child))
-            down = child >= 0
-            act = act[down]
-            if not act.size:
+            slots = children.take(nf, 0)                                                   # [b, K] child nodes
+            score = norm.take(slots)                                                       # Eq. 9: value term
+            score += explore.take(nf, 0)                                                   # + exploration term
+            k = score.argmax(1)                                                            # ties: first maximum
+            if not steps and sim < self.K:  # root: each sampled child once, in slot order, before pUCT
+                k = np.where(sim < root_k, root_slots[:, sim], k)
+            ef = self.edge0[nf] + k                                                        # flat edge index
+            child = self.flat["children"][ef]
+            steps.append((act, nf, ef, child))
+            down = (child > nf).nonzero()[0]
+            if not len(down):
                 break
-            nf = child[down]
-        b, nf, k, below = (np.concatenate(z) for z in zip(*steps))
-        e = np.arange(len(steps)).repeat([len(step[0]) for step in steps])
-        leaf = (below < 0).nonzero()[0]  # one edge per root: the one to the new node
-        lb = b[leaf]
-        parent, slot, D = np.empty((3, self.B), np.int64)
-        parent[lb], slot[lb], D[lb] = nf[leaf], k[leaf], e[leaf] + 1
-        below[leaf] = self.boff[lb] + sim + 1
-        return (b, nf, k, below, e), parent, slot, D
+            act, nf = act[down], child[down]
+        b, nf, ef, below = (np.concatenate(z) for z in zip(*steps))
+        e = self.levels[:len(steps)].repeat([len(step[0]) for step in steps])
+        last = (below <= nf).nonzero()[0]  # one edge per root: the one to the new node
+        leaf = np.empty(self.B, np.int64)
+        leaf[b[last]] = last
+        below[leaf] = self.ids[:, sim + 1]
+        return (b, nf, ef, below, e), leaf
 
-    def backup(self, x, path, parent, slot, D, r, v):
-        """Add node x (reward r [B], value v [B]) at the end of every root's path (all from `select`), then update the
-        visit counts and OS(lambda) values (Eq. 5-7) of all its ancestors and the advantages (Eq. 8) on the path."""
-        K, flat, boff = self.K, self.flat, self.boff
-        b, nf, k, below, e = path
-        xf = boff + x
-        flat["children"][parent * K + slot] = xf
+    def backup(self, x, path, leaf, r, v):
+        """Add node x (reward r [B], value v [B]) at the end of every root's path (both from `select`), then update
+        the visit counts and OS(lambda) values (Eq. 5-7) of all its ancestors and the advantages (Eq. 8) on the path."""
+        flat = self.flat
+        b, nf, ef, below, e = path
+        parent, xf, D = nf[leaf], below[leaf], e[leaf] + 1                      # [B]: x's parent, x, x's depth
+        flat["children"][ef[leaf]] = xf
         prefix = flat["prefix"][parent] + self.gpow_prev[D] * r  # P(x)
         w = prefix + self.gpow[D] * v                           # W(x)
         self.depth[:, x], self.reward[:, x], self.value[:, x], self.prefix[:, x], self.w[:, x] = D, r, v, prefix, w
-        self.num[:, x], self.den[:, x], self.v_os[:, x] = v, 1.0, v  # U_0(x) = {v(x)}
-        bb = boff[b]
-        if self.anc.shape[1] <= e[-1]:
-            self.anc = np.concatenate([self.anc, np.zeros_like(self.anc)], axis=1)
-            flat["anc"] = self.anc.reshape(-1)
-        anc_row = (b * (self.anc.shape[1] - 1) + e) * self.M  # anc[b, e, y] is at yf + anc_row, yf = b * M + y
-        flat["anc"][anc_row + bb + x] = nf
+        self.num[:, x] = self.v_os[:, x] = v                    # U_0(x) = {v(x)}
+        anc, anc_row = self.anc.reshape(-1), self.anc_row[e]   # anc[e, f] is at anc_row + f
+        anc[anc_row + xf[b]] = nf
 
-        # visit counts and the exploration term of every edge on the path
+        # visit counts, and the exploration term of every edge out of a node on the path (its c(s) sqrt(sum_b N) moved)
         n_sum = flat["n_sum"]
         n_s = n_sum[nf] + 1
         n_sum[nf] = n_s
-        flat["explore"][nf] = self.explore_tab[n_s]
-        ef = nf * K + k                                         # flat edge index
         flat["edge_prior"][ef] = flat["prior"][ef] / (2 + n_sum[below])  # 1 + N(s, a), N(s, a) = 1 + n_sum(child)
+        self.rows["edge_explore"][nf] = self.rows["edge_prior"].take(nf, 0) * self.explore_tab[n_s][:, None]
 
         # insert x into its level, kept sorted by W descending (ties: x after the older nodes)
         level = self.depth[:, :x] - D[:, None]                  # [B, x] < 0 above x's level, 0 in it
@@ -311,24 +333,28 @@ class _Tree:
         in_level = level == 0
         pos = (in_level & (self.w[:, :x] >= w[:, None])).sum(1)  # x's rank in its level
         size = in_level.sum(1) + 1
+        ins = above + pos
         row = self.order[:, :x + 1]
-        row[:, 1:] = np.where(np.arange(1, x + 1) > (above + pos)[:, None], row[:, :-1], row[:, 1:])
-        flat["order"][xf - x + above + pos] = xf
+        row[:, 1:] = np.where(self.levels[1:x + 1] > ins[:, None], row[:, :-1], row[:, 1:])
+        flat["order"][self.boff + ins] = xf
 
         # Eq. 5-6 for all pairs at once, ragged: pair p = (b, e) scans the level of its root in W order; a level node y
-        # is in U_{D-e}(s) iff its ancestor at depth e is s. cum counts members.
+        # is in U_{D-e}(s) iff its ancestor at depth e is s. cum[j] counts the members before scan position j.
         n_p = size[b]
-        first = n_p.cumsum() - n_p                                                         # [P] block offsets
-        yf = flat["order"][np.arange(first[-1] + n_p[-1]) + (bb + above[b] - first).repeat(n_p)]  # [S] level, ranked
-        member = flat["anc"][yf + anc_row.repeat(n_p)] == nf.astype(self.anc.dtype).repeat(n_p)
-        cum = member.cumsum()
-        base = cum[first] - member[first]                                                  # members before the block
-        count = cum[first + n_p - 1] - base                                                # |U_{D-e}(s)|
-        k_new = self.k_top[count]
-        grew = k_new > self.k_top[count - 1]
-        in_top = cum[first + pos[b]] - base <= k_new                                       # rank of x <= k
-        # w_t = W of the member of rank t = k (if k grew) or k + 1 (if not): the one that enters or leaves the top
-        w_t = flat["w"][yf[member & (cum == (base + k_new + ~grew).repeat(n_p))]]         # exactly one per pair
+        end = n_p.cumsum()
+        first = end - n_p                                                                  # [P] block offsets
+        yf = flat["order"][np.arange(end[-1]) + (self.boff[b] + above[b] - first).repeat(n_p)]  # [S] level, ranked
+        member = anc[yf + anc_row.repeat(n_p)] == nf.astype(anc.dtype).repeat(n_p)
+        cum = np.zeros(end[-1] + 1, np.int64)
+        member.cumsum(out=cum[1:])
+        base = cum[first]
+        count = cum[end] - base                                                            # |U_{D-e}(s)|
+        k_new, t = self.k_top[count], self.k_next[count]                                 # k(|U|), k(|U| - 1) + 1
+        grew = k_new == t
+        in_top = cum[first + pos[b]] - base < k_new                                        # rank of x <= k
+        # w_t = W of the member of rank t: the one that enters the top (if k grew) or leaves it (if x enters and k did
+        # not grow); the t-th member is where cum[1:] first reaches base + t
+        w_t = flat["w"][yf[cum[1:].searchsorted(base + t)]]
         # change of the top-k sum of returns (W - P(s)) / gamma^e: x enters (replacing w_t) and/or k grows by w_t
         d_top = in_top * (w[b] - w_t) + grew * (w_t - flat["prefix"][nf])
         lam_d = self.lpow[D[b] - e]
@@ -337,9 +363,7 @@ class _Tree:
         flat["num"][nf], flat["den"][nf], flat["v_os"][nf] = num, den, num / den
 
         # Eq. 8 for every node below an ancestor (x included): A = r + gamma V(node) - v(ancestor)
-        a = flat["reward"][below] + self.cfg.gamma * flat["v_os"][below] - flat["value"][nf]
-        flat["adv"][below] = a
-        flat["edge_adv"][ef] = a
+        flat["adv"][below] = flat["reward"][below] + self.cfg.gamma * flat["v_os"][below] - flat["value"][nf]
 
 
 def search(recurrent_fn, root_value, root_logits, legal, rng, config, add_noise=True) -> SearchOutput:
@@ -369,19 +393,19 @@ def search(recurrent_fn, root_value, root_logits, legal, rng, config, add_noise=
         noise /= noise.sum(0)
         p = (1.0 - cfg.dirichlet_fraction) * p + cfg.dirichlet_fraction * noise
     tree.value[:, 0] = tree.num[:, 0] = tree.v_os[:, 0] = tree.w[:, 0] = root_value
-    tree.den[:, 0] = 1.0
     valid, beta_hat = tree.expand(0, p, _sampling_policy(p, cfg.tau), rng.random((K, B, n)))
     root_slots = np.argsort(~valid, axis=1, kind="stable")                        # valid root slots first, in order
     root_k = valid.sum(1)
 
     actions = tree.actions.reshape(-1, n)
     for sim in range(N):
-        path, parent, slot, D = tree.select(sim, root_slots, root_k)
-        r, v, logits = recurrent_fn(parent - tree.boff, actions[parent * K + slot].astype(np.int64), sim + 1)
-        tree.backup(sim + 1, path, parent, slot, D, np.asarray(r, np.float64), np.asarray(v, np.float64))
+        path, leaf = tree.select(sim, root_slots, root_k)
+        parent, edge = path[1][leaf], path[2][leaf]                               # [B] where the new node hangs
+        r, v, logits = recurrent_fn(parent - tree.boff, actions.take(edge, 0).astype(np.int64), sim + 1)
+        tree.backup(sim + 1, path, leaf, np.asarray(r, np.float64), np.asarray(v, np.float64))
         # pi up to normalisation, [A, B, n]; float32 like the network's logits (NumPy's float32 exp is vectorised)
         logits = np.ascontiguousarray(np.asarray(logits).transpose(2, 0, 1), np.float32)
-        z = np.exp(logits - logits.max(0))
+        z = np.exp(logits - np.maximum.reduce(logits, 0))
         if cfg.tau == 1.0:  # beta = pi: the inverse CDF needs no normalisation and the prior is beta_hat
             tree.expand(sim + 1, z, z, rng.random((K, B, n)))
         else:
@@ -390,7 +414,7 @@ def search(recurrent_fn, root_value, root_logits, legal, rng, config, add_noise=
             tree.expand(sim + 1, p, _sampling_policy(p, cfg.tau), rng.random((K, B, n)))
 
     child = tree.children[:, 0]                                                   # [B, K] flat node index
-    seen = child >= 0
+    seen = child > tree.boff[:, None]
     child_reward = np.where(seen, tree.flat["reward"][child], 0.0)
     child_value = np.where(seen, tree.flat["v_os"][child], 0.0)
     child_q = child_reward + cfg.gamma * child_value
