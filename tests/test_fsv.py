@@ -1,6 +1,8 @@
-"""fsv.py: the paper's toy-game claims (matrix game: greedy (A, A) and the payoff reproduced,
-Table 4; MTQ: the global optimum (5, 5), Table 7), a SMAX smoke run that proves an update, an
-evaluation, a checkpoint and a resume happened, seeding, and one-line errors on bad input.
+"""fsv.py: the soft value and Boltzmann policy of Sec. 3.3 and Eq. 33's stop-gradients in
+isolation, the paper's toy-game claims (matrix game: greedy (A, A) and the payoff reproduced,
+Table 4; MTQ: the global optimum (5, 5), Table 7), Eq. 34 on the discrete side, a SMAX smoke run
+that proves an update, an evaluation, a checkpoint and a resume happened, seeding, and one-line
+errors on bad input (unknown env/map, alpha <= 0, impossible sizes, foreign checkpoints).
 The toy runs call `fsv.main` in-process (a subprocess per seed would spend most of its time
 importing torch); the SMAX smoke test and one bad-input test go through the command line."""
 import contextlib
@@ -31,6 +33,41 @@ def scalars(run_dir):
     ea = EventAccumulator(str(run_dir))
     ea.Reload()
     return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
+
+
+# ---------------------------------------------------------------- Sec. 3.3 and Eq. 33 in isolation
+def test_soft_value_and_boltzmann_policy_over_legal_actions():
+    """V_i = alpha log sum exp(Q_i / alpha) and pi_i = exp((Q_i - V_i) / alpha) over the legal
+    actions only (Sec. 3.3); illegal actions get probability 0, not NaN."""
+    q = torch.tensor([[1.0, 2.0, 3.0, 50.0]])
+    avail = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    for alpha in (1.0, 0.1):
+        v = fsv.soft_v(q, avail, alpha)
+        assert torch.allclose(v, alpha * torch.logsumexp(q[:, :3] / alpha, -1))
+        logp = fsv.log_pi(q, avail, alpha)
+        p = logp.exp()
+        assert torch.allclose(p[:, :3], ((q[:, :3] - v[:, None]) / alpha).exp(), atol=1e-6)
+        assert p[0, 3] == 0 and torch.isclose(p.sum(), torch.tensor(1.0))
+        assert torch.isfinite(p * logp).all()
+
+
+def test_mixer_value_is_eq7_and_gradients_follow_eq33():
+    """Q_tot's value is Eq. 7; its gradient reaches each Q_i only through the last term of Eq. 33
+    (dQ_tot/dQ_i = 1, nothing through V_i), while lambda and the w, b hypernetwork do learn."""
+    torch.manual_seed(0)
+    args = fsv.Args(hyper_hidden=0)
+    mixer = fsv.FSVMixer(state_dim=3, joint_action_dim=6, n_agents=2, args=args)
+    q = torch.randn(5, 2, requires_grad=True)
+    v = torch.randn(5, 2, requires_grad=True)
+    s, u = torch.randn(5, 3), torch.randn(5, 6)
+    q_tot, lam = mixer(q, v, s, u)
+    eq7 = (lam * (q - v)).sum(-1) + mixer.v_tot(s, v)
+    assert torch.allclose(q_tot, eq7, atol=1e-5)
+    assert (lam > 0).all() and (lam <= 4 * np.e + 1e-4).all()  # 4 heads, logits bounded by c = 1
+    q_tot.sum().backward()
+    assert torch.allclose(q.grad, torch.ones_like(q)) and v.grad is None
+    for name, p in mixer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 # ---------------------------------------------------------------- matrix game (Sec. 5.1, Table 4)
@@ -69,6 +106,18 @@ def test_matrix_tables_print_and_eval_only(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "eval/win_rate" in p.stdout and "Q_1 \\ Q_2" in p.stdout
+
+
+def test_matrix_autotune_adjusts_alpha_by_eq34(tmp_path, monkeypatch):
+    """--autotune replaces the linear decay by Eq. 34: alpha moves away from alpha_init and the
+    alpha loss is logged."""
+    monkeypatch.chdir(tmp_path)
+    run_main(env="matrix", autotune=True, total_timesteps=300, learning_starts=16, save_model=False)
+    (run,) = (tmp_path / "runs").iterdir()
+    tags = scalars(run)
+    assert "losses/alpha_loss" in tags
+    alphas = [a for _, a in tags["losses/alpha"]]
+    assert len(alphas) >= 2 and abs(alphas[-1] - 1.0) > 1e-3
 
 
 # ---------------------------------------------------------------- MTQ (Sec. 5.2, Table 7)
@@ -126,6 +175,12 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path):
     (dict(env="matrix", alpha_init=-1.0), "alpha must be > 0"),
     (dict(env="matrix", batch_size=64, buffer_size=32), "exceeds --buffer-size"),
     (dict(env="matrix", n_heads=0), "--n-heads must be >= 1"),
+    (dict(env="matrix", num_envs=0), "--num-envs must be >= 1"),
+    (dict(env="mtq", total_timesteps=0), "--total-timesteps must be >= 1"),
+    (dict(rnn_hidden_dim=0), "--rnn-hidden-dim must be >= 1"),
+    (dict(env="matrix", eval_episodes=0), "--eval-episodes must be >= 1"),
+    (dict(env="mtq", lambda_logit_bound=0.0), "--lambda-logit-bound must be > 0"),
+    (dict(env="matrix", epsilon=1.5), "must lie in [0, 1]"),
     (dict(env="mtq", eval_only=True), "--eval-only needs --checkpoint"),
     (dict(env="mtq", checkpoint="missing.pt"), "no checkpoint file"),
 ])
@@ -152,9 +207,23 @@ def test_checkpoint_from_another_game_or_script(tmp_path, monkeypatch, capsys):
     assert exc.value.code == 2 and "not an fsv.py checkpoint" in capsys.readouterr().err
 
 
-def test_cli_bad_input_exit_2(tmp_path):
-    p = subprocess.run([sys.executable, SCRIPT, "--env", "matrix", "--alpha-final", "-0.1"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+def test_checkpoint_from_another_map(tmp_path, monkeypatch, capsys):
+    """A 3m run cannot resume from an 8m checkpoint (checked before any env is built)."""
+    monkeypatch.chdir(tmp_path)
+    torch.save({"script": "fsv", "env": "8m", "args": {"env": "smac", "map": "8m"}}, tmp_path / "8m.pt")
+    with pytest.raises(SystemExit) as exc:
+        run_main(map="3m", checkpoint=str(tmp_path / "8m.pt"))
+    assert exc.value.code == 2 and "trained on 8m, not 3m" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--env", "matrix", "--alpha-final", "-0.1"], "error: alpha must be > 0"),
+    (["--map", "no_such_map"], "error: unknown map"),
+])
+def test_cli_bad_input_exit_2(tmp_path, flags, message):
+    p = subprocess.run([sys.executable, SCRIPT, *flags], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 2
-    assert p.stderr.strip().startswith("error: alpha must be > 0") and p.stderr.count("\n") == 1
+    assert p.stderr.strip().startswith(message) and p.stderr.count("\n") == 1
     assert not (tmp_path / "runs").exists()
