@@ -2,6 +2,8 @@
 and the authors' running training win rate (last 20 stochastic episodes) against real env steps.
 
     python benchmarks/mag_curves.py /tmp/magbench/runs --out benchmarks/mag_learning_curve
+
+wall_seconds is the time since the run's first evaluation; for a resumed run it includes the pause.
 """
 import argparse
 import glob
@@ -27,7 +29,9 @@ def main():
         if "eval/win_rate" not in tags:
             continue
         label = "MAG" if "mag/chosen_rm" in tags else "MAMBA (--no-mag)"
-        curves[label] = {t: [(e.step, e.value, e.wall_time) for e in ea.Scalars(t)]
+        # a resumed run restarts at its checkpoint and logs some steps again (a second event file in the
+        # same directory): keep the last value logged at each step, i.e. the resumed run's
+        curves[label] = {t: sorted({e.step: (e.step, e.value, e.wall_time) for e in ea.Scalars(t)}.values())
                          for t in ("eval/win_rate", "eval/episodic_return", "charts/win_rate")}
     with open(a.out + ".csv", "w") as f:
         f.write("variant,env_steps,eval_win_rate,eval_episodic_return,wall_seconds\n")

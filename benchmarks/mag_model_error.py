@@ -17,7 +17,8 @@ predictions against plain one-step model samples (MAMBA), with ONE trained model
 4. The paper's own proxy, for comparison: free rollouts where the policy also picks the actions, error
    measured by R̂_m (Σ_i R̂_m(s^i_k)), from the same starts. MAG minimises exactly this quantity, so the
    proxy favours it by construction; the true error above does not.
-Writes <out>.csv and <out>.png (difference MAMBA - MAG, as Figure 3, with ±2 s.e. over start states).
+Writes <out>.csv and <out>.png (difference MAMBA - MAG, as Figure 3, with ±2 standard errors; the starts of
+one episode overlap, so the standard error treats each episode as a cluster).
 """
 import argparse
 import dataclasses
@@ -79,7 +80,15 @@ def start_states(wm, episodes, K, stride):
     t0, b = (torch.as_tensor(x) for x in zip(*idx))
     steps = t0[:, None] + torch.arange(K)  # [S, K]
     return dict(h=h[t0, b], z=z[t0, b], action=torch.as_tensor(act)[steps, b[:, None]],  # [S, K, N]
-                next_obs=torch.as_tensor(obs)[steps + 1, b[:, None]], reward=torch.as_tensor(rew)[steps, b[:, None]])
+                next_obs=torch.as_tensor(obs)[steps + 1, b[:, None]], reward=torch.as_tensor(rew)[steps, b[:, None]],
+                episode=b)
+
+
+def clustered_se(d, cluster):
+    """Standard error of mean(d) with the starts of one episode as a cluster (their windows overlap, so
+    they are not independent): sqrt(Σ_episodes (Σ_starts (d - mean))^2) / S."""
+    sums = torch.zeros(int(cluster.max()) + 1).index_add_(0, cluster, d - d.mean())
+    return (sums.pow(2).sum().sqrt() / len(d)).item()
 
 
 @torch.no_grad()
@@ -134,8 +143,9 @@ def main():
     t = time.time()
     episodes = collect(wm, actor, env, a.episodes)
     starts = start_states(wm, episodes, K, a.stride)
+    episode = starts.pop("episode")
     starts = {k: v.repeat_interleave(a.samples, 0) for k, v in starts.items()}
-    S = len(starts["h"]) // a.samples
+    S = len(episode)
     print(f"{args.map}, step {ckpt['global_step']}: {len(episodes)} episodes "
           f"(mean length {np.mean([len(r) for *_, r in episodes]):.1f}), {S} start states x {a.samples} samples, "
           f"K={K}, L={L}, H={H}{' global argmin' if a.global_argmin else ''}")
@@ -152,7 +162,7 @@ def main():
             base, m = res[(free, False)][:, k], res[(free, True)][:, k]
             d = base - m
             row.update({f"{name}_mamba": base.mean().item(), f"{name}_mag": m.mean().item(),
-                        f"{name}_diff": d.mean().item(), f"{name}_diff_se": (d.std() / S ** 0.5).item()})
+                        f"{name}_diff": d.mean().item(), f"{name}_diff_se": clustered_se(d, episode)})
         rows.append(row)
     keys = list(rows[0])
     with open(a.out + ".csv", "w") as f:
