@@ -145,6 +145,8 @@ class Args:
     """root Dirichlet noise alpha (C: 0.3)"""
     dirichlet_fraction: float = 0.25
     """root Dirichlet noise fraction (C: 0.25)"""
+    action_temperature: float = 1.0
+    """tau of the self-play action: a joint action ~ N(a)^(1/tau) over the root's visit counts (C: 1; P is silent; 0: most visited)"""
     updates_per_env_step: float = 0.5
     """gradient updates per env transition (C: 1M updates over 2M transitions)"""
     reward_loss_coef: float = 1.0
@@ -351,6 +353,19 @@ def search(model, obs, legal, cfg, rng, add_noise, clock=None):
             clock["model"] += model_time
             clock["tree"] += time.perf_counter() - t0 - model_time
     return out, root_value
+
+
+def sample_slot(visits, tau, rng):
+    """The self-play action: a root child drawn with probability N(a)^(1/tau) / sum_b N(b)^(1/tau); tau = 0 takes the
+    most visited (first on ties). tau = 1 draws an integer below N, which is exact."""
+    if tau == 1:
+        draw = rng.integers(0, visits[0].sum(), (len(visits), 1))               # every root has N visits
+        return (visits.cumsum(1) <= draw).sum(1)                                  # P(slot) = N(slot) / N
+    if tau == 0:
+        return visits.argmax(1)
+    logp = np.where(visits > 0, np.log(np.maximum(visits, 1)) / tau, -np.inf)   # [E, K]
+    p = np.exp(logp - logp.max(1, keepdims=True))
+    return np.minimum((p.cumsum(1) < rng.random((len(p), 1)) * p.sum(1, keepdims=True)).sum(1), p.shape[1] - 1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -587,6 +602,7 @@ def validate(args):
         (0.0 <= args.lam <= 1.0, f"--lam must be in [0, 1], got {args.lam}"),
         (args.alpha > 0, f"--alpha must be > 0, got {args.alpha}"),
         (args.awpo_weight_clip > 0, f"--awpo-weight-clip must be > 0, got {args.awpo_weight_clip}"),
+        (args.action_temperature >= 0, f"--action-temperature must be >= 0, got {args.action_temperature}"),
         (args.num_envs >= 1, f"--num-envs must be >= 1, got {args.num_envs}"),
         (0.0 < args.gamma <= 1.0, f"--gamma must be in (0, 1], got {args.gamma}"),
         (args.policy_loss in ("awpo", "bc"), f"--policy-loss must be awpo or bc, got {args.policy_loss!r}"),
@@ -713,14 +729,13 @@ if __name__ == "__main__":
             run_evaluation()
             next_eval += args.eval_interval
 
-        # act: one batched search over the E envs, joint action sampled from the visit counts (temperature 1)
+        # act: one batched search over the E envs, joint action sampled from the visit counts (temperature tau)
         model.eval()
         t0 = time.perf_counter()
         out, _ = search(model, torch.as_tensor(flatten_stack(stack), device=device), legal > 0, act_cfg, rng,
                         add_noise=True, clock=clock)
         sims_per_second = E * act_cfg.num_simulations / (time.perf_counter() - t0)
-        draw = rng.integers(0, act_cfg.num_simulations, (E, 1))                   # integer draws: exact
-        slot = (out.visit_counts.cumsum(1) <= draw).sum(1)                          # P(slot) = N(slot) / N
+        slot = sample_slot(out.visit_counts, args.action_temperature, rng)         # [E]
         actions = out.actions[np.arange(E), slot]                                   # [E, n]
         t0 = time.perf_counter()
         next_obs, _, next_legal, reward, done, info = env.step(actions)

@@ -190,6 +190,21 @@ def test_search_keeps_root_legal_actions_inside_the_tree():
     assert out.visit_counts.sum(1).tolist() == [20] * B
 
 
+@pytest.mark.parametrize("tau", [1.0, 0.5, 0.0])
+def test_self_play_action_follows_visit_counts_to_the_power_one_over_tau(tau):
+    visits = np.array([[60, 30, 10, 0], [0, 0, 100, 0], [50, 50, 0, 0]])
+    rng, draws = np.random.default_rng(0), 20_000
+    freq = np.zeros(visits.shape)
+    for _ in range(draws):
+        freq[np.arange(3), mazero.sample_slot(visits, tau, rng)] += 1
+    if tau == 0:
+        expected = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]], float)  # most visited, first on ties
+    else:
+        expected = visits ** (1 / tau) / (visits ** (1 / tau)).sum(1, keepdims=True)
+    np.testing.assert_allclose(freq / draws, expected, atol=0.015)
+    assert freq[visits == 0].sum() == 0  # an unvisited child is never played
+
+
 def test_scale_gradient():
     x = torch.ones(3, requires_grad=True)
     y = mazero.scale_gradient(x, 0.5)
@@ -260,6 +275,7 @@ def parse(monkeypatch, argv):
     (["--awpo-weight-clip", "0"], "--awpo-weight-clip"),
     (["--reanalyse-simulations", "0"], "--reanalyse-simulations"),
     (["--num-envs", "0"], "--num-envs"),
+    (["--action-temperature", "-1"], "--action-temperature"),
     (["--hidden-size", "60"], "--hidden-size"),
     (["--policy-loss", "ppo"], "--policy-loss"),
     (["--preset", "gpu"], "preset"),
