@@ -146,7 +146,7 @@ class Args:
     dirichlet_fraction: float = 0.25
     """root Dirichlet noise fraction (C: 0.25)"""
     action_temperature: float = 1.0
-    """tau of the self-play action: a joint action ~ N(a)^(1/tau) over the root's visit counts (C: 1; P is silent; 0: most visited)"""
+    """tau of the self-play action: root child played with prob ~ N(a)^(1/tau) (C: 1; P silent; 0: most visited)"""
     updates_per_env_step: float = 0.5
     """gradient updates per env transition (C: 1M updates over 2M transitions)"""
     reward_loss_coef: float = 1.0
