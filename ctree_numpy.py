@@ -199,7 +199,8 @@ class _Tree:
         self.boff = self.roots * M       # flat index of each root's node 0
         self.ids = self.boff[:, None] + np.arange(M)  # [B, M] flat index of each node
         self.edge0 = np.arange(B * M) * K  # flat index of each node's slot 0
-        self.levels = np.arange(M)       # depths, to label the edges of the paths
+        self.root_of = np.arange(B * M) // M  # root of each flat node index
+        self.positions = np.arange(M)    # positions in a root's ranked order
 
         self.depth = np.zeros((B, M), np.int64)
         self.n_sum = np.zeros((B, M), np.int64)  # sum_b N(s, b) = N(s) - 1; N(s, a) = N(child)
@@ -282,7 +283,7 @@ class _Tree:
             np.minimum(unvisited, 1.0, out=unvisited)
         # (at sim 0 only the roots exist, all in their visit-each-child-once phase: the scores are not used)
         children, explore, norm = self.rows["children"], self.rows["edge_explore"], self.flat["norm"]
-        act, nf = self.roots, self.boff  # roots still descending, flat index of their current node
+        nf = self.boff  # flat index of the current node of every root still descending
         steps = []
         while True:
             slots = children.take(nf, 0)                                                   # [b, K] child nodes
@@ -293,13 +294,13 @@ class _Tree:
                 k = np.where(sim < root_k, root_slots[:, sim], k)
             ef = self.edge0[nf] + k                                                        # flat edge index
             child = self.flat["children"][ef]
-            steps.append((act, nf, ef, child))
+            steps.append((nf, ef, child))
             down = (child > nf).nonzero()[0]
             if not len(down):
                 break
-            act, nf = act[down], child[down]
-        b, nf, ef, below = (np.concatenate(z) for z in zip(*steps))
-        e = self.levels[:len(steps)].repeat([len(step[0]) for step in steps])
+            nf = child[down]
+        nf, ef, below = (np.concatenate(z) for z in zip(*steps))
+        b, e = self.root_of[nf], self.flat["depth"][nf]
         last = (below <= nf).nonzero()[0]  # one edge per root: the one to the new node
         leaf = np.empty(self.B, np.int64)
         leaf[b[last]] = last
@@ -335,7 +336,7 @@ class _Tree:
         size = in_level.sum(1) + 1
         ins = above + pos
         row = self.order[:, :x + 1]
-        row[:, 1:] = np.where(self.levels[1:x + 1] > ins[:, None], row[:, :-1], row[:, 1:])
+        row[:, 1:] = np.where(self.positions[1:x + 1] > ins[:, None], row[:, :-1], row[:, 1:])
         flat["order"][self.boff + ins] = xf
 
         # Eq. 5-6 for all pairs at once, ragged: pair p = (b, e) scans the level of its root in W order; a level node y
