@@ -647,7 +647,7 @@ def validate(args, ckpt):
         fail(f"--mag-h (H, planning horizon) must be >= 1, got {args.mag_h}")
     L, H = MAG_LH.get(args.map, MAG_LH_DEFAULT)
     L, H = args.mag_l or L, args.mag_h or H
-    if H > args.horizon:
+    if args.mag and H > args.horizon:  # H is unused by --no-mag
         fail(f"MAG's planning horizon H={H} exceeds the imagination horizon {args.horizon} (paper: H <= k)")
     positive = ("num_envs", "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval",
                 "hidden", "deter", "n_categoricals", "n_classes", "attn_layers", "attn_heads", "model_epochs",
@@ -697,12 +697,6 @@ if __name__ == "__main__":
             fail("--track needs wandb: pip install wandb")
 
     run_name = ckpt["run_name"] if ckpt else f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if args.track:
-        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name,
-                   save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
-                    "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
     print(f"StarCraft backend: {eval_envs.backend}; map {args.map}; "
           f"{'MAG (L=%d, H=%d%s)' % (L, H, ', global argmin' if args.mag_global_argmin else '') if args.mag else 'MAMBA (--no-mag)'}")
 
@@ -750,6 +744,13 @@ if __name__ == "__main__":
         torch.set_rng_state(ckpt["rng"]["torch"])
         state["rng"].bit_generator.state = ckpt["rng"]["buffer_rng"]
     rng = state["rng"]
+    # the writer comes after every check of the checkpoint, so a refused resume writes nothing into its run
+    if args.track:
+        wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name,
+                   save_code=True)
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
+                    "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     if args.eval_only:
         win_rate, ret = evaluate(wm, actor, eval_envs, args.eval_episodes, device)

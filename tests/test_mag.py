@@ -295,6 +295,12 @@ def test_no_mag_baseline_trains_without_rm_and_eval_only_reads_its_checkpoint(tm
     assert "step 240: greedy win rate" in out.stdout and "over 8 episodes" in out.stdout
     assert torch.load(ckpt, weights_only=False)["global_step"] == 240  # evaluation does not train or save
 
+    # a resume with other network sizes is refused in one line, and nothing is added to the run directory
+    events = sorted(glob.glob(run_dir + "/events*"))
+    out = run(["--checkpoint", str(ckpt), "--hidden", "32", "--horizon", "1"], tmp_path)  # --horizon 1 < H: fine here
+    assert out.returncode == 2 and out.stderr.startswith("error: checkpoint") and "sizes" in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1 and sorted(glob.glob(run_dir + "/events*")) == events
+
 
 def test_checkpoint_of_another_map_rejected(tmp_path, monkeypatch, capsys):
     torch.save({"script": "mag", "map": "3m", "args": {"map": "3m"}}, tmp_path / "c.pt")
