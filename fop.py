@@ -35,7 +35,11 @@ Where this script departs from the paper (P) or the authors' code (C, liyheng/FO
     episodes, which C runs one update each).
   * MTQ (no code from C): tanh-squashed Gaussian policies starting at (0, 0), MLP Q_i(o_i, u_i) and V_i(o_i), rewards
     x 0.1 (P); alpha 1 -> 0.01 over the first 10k of 20k steps and 2 updates of 128 episodes per 32 episodes (ours).
-    Matrix game (no code from C): alpha 1 -> 0.01 over 10k steps (P Table 2); 4 updates per 32 episodes (ours).
+    Actions while training are uniform in [-10, 10] (--explore 1, ours; P's Appendix D.1 is not in our text): the
+    one-step target is the reward, so off-policy data biases nothing, and Q_i sees the narrow optimum at (5, 5). With
+    the policy's own samples (--explore 0) the greedy action went to (-5, -5) in 16 of 20 seeds (fop_results.md).
+    Matrix game (no code from C): alpha 1 -> 0.01 over 10k steps (P Table 2); 4 updates per 32 episodes (ours);
+    acting by pi_i (--explore 1 did not help there: benchmarks/fop_results.md).
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
@@ -121,6 +125,9 @@ class Args:
     """Q_i(tau_i, .) a GRU over (obs, last action, id) (P); --no-critic-history: MLP on (obs, id) (C)"""
     epsilon_floor: bool = False
     """mix epsilon-uniform into pi_i, epsilon 1 -> 0.05 over 50k steps, for acting and losses (C)"""
+    explore: float = 0.0
+    """probability that an agent acts uniformly at random instead of sampling pi_i, while training only; the losses
+    are unchanged (ours; mtq: 1, uniform data as in FSV's toy protocol, see the module docstring)"""
     reward_scale: float = 1.0
     """reward multiplier (mtq: 0.1, P Sec. 5.1)"""
     hidden_dim: int = 64
@@ -155,7 +162,7 @@ ENV_DEFAULTS = {
                    alpha_anneal_steps=10_000, num_envs=32, updates_per_episode=0.125, checkpoint_interval=10_000),
     "mtq": dict(total_timesteps=20_000, eval_interval=500, alpha_start=1.0, alpha_end=0.01, alpha_anneal_steps=10_000,
                 num_envs=32, updates_per_episode=0.0625, batch_size=128, buffer_size=20_000, learning_starts=256,
-                reward_scale=0.1, checkpoint_interval=20_000, log_interval=500),
+                reward_scale=0.1, checkpoint_interval=20_000, log_interval=500, explore=1.0),
 }
 
 
@@ -457,6 +464,7 @@ def validate(args, ckpt=None):
          "learning rates must be > 0, --updates-per-episode and --learning-starts >= 0"),
         (args.target_entropy_scale >= 0 and args.reward_scale > 0 and args.grad_norm_clip > 0,
          "--target-entropy-scale must be >= 0, --reward-scale and --grad-norm-clip > 0"),
+        (0 <= args.explore <= 1, f"--explore must be in [0, 1], got {args.explore}"),
         (not args.eval_only or args.checkpoint is not None, "--eval-only needs --checkpoint"),
         (ckpt is None or (ckpt["env"], ckpt["map"]) == (args.env, args.map),
          f"checkpoint {args.checkpoint} is for {ckpt and ckpt['env']} {ckpt and ckpt['map']}, "
@@ -690,6 +698,9 @@ def train(args, ckpt=None):
             logits, h = policy(agent_inputs(torch.as_tensor(obs, device=device), last, A)[:, None], h)
             pi = policy_probs(logits[:, 0], t_avail, epsilon(args, c["global_step"]))  # [E, N, A]
             actions = torch.multinomial(pi.view(-1, A), 1).view(E, N)
+            if args.explore > 0:  # a uniform legal action with probability --explore
+                uniform = torch.multinomial(t_avail.view(-1, A), 1).view(E, N)
+                actions = torch.where(torch.rand(E, N, device=device) < args.explore, uniform, actions)
         np_actions = actions.cpu().numpy()
         next_obs, next_state, next_avail, reward, done, info = env.step(np_actions)
         t_idx, rows = staged["length"], np.arange(E)
@@ -892,7 +903,11 @@ def train_mtq(args, ckpt=None):
             run_evaluation()
             c["next_eval"] += args.eval_interval
         with torch.no_grad():
-            actions = policy(inputs(torch.as_tensor(obs, device=device)))[0][..., 0].cpu().numpy()  # [E, N]
+            actions = policy(inputs(torch.as_tensor(obs, device=device)))[0][..., 0]  # [E, N]
+            if args.explore > 0:  # uniform in [-bound, bound] with probability --explore
+                uniform = (2 * torch.rand(E, N, device=device) - 1) * bound
+                actions = torch.where(torch.rand(E, N, device=device) < args.explore, uniform, actions)
+            actions = actions.cpu().numpy()
         next_obs, next_state, _, reward, done, info = env.step(actions)
         rows = (buf["pos"] + np.arange(E)) % C
         buf["obs"][rows], buf["state"][rows], buf["actions"][rows], buf["reward"][rows] = obs, state, actions, reward

@@ -18,6 +18,9 @@ python benchmarks/fop_curves.py --out benchmarks/fop_3m \
     "paper defaults (stopped at 160k)=$(ls -d bench_fop/paper/runs/3m__fop__1__*)"
 
 # Toy games over many seeds (success counts against the paper's "always converges").
-python benchmarks/fop_toys.py --env mtq --seeds 20
-python benchmarks/fop_toys.py --env mtq --seeds 20 --set paper_gradient=True --tag paper_gradient
+# MTQ with the policy's own samples (--explore 0, the default before uniform exploration became the mtq default)
+python benchmarks/fop_toys.py --env mtq --seeds 20 --set explore=0.0 --tag no_explore
+python benchmarks/fop_toys.py --env mtq --seeds 20 --set paper_gradient=True explore=0.0 --tag paper_gradient_no_explore
 python benchmarks/fop_toys.py --env matrix --seeds 10
+# MTQ with the current defaults (uniform exploration, --explore 1)
+python benchmarks/fop_toys.py --env mtq --seeds 20

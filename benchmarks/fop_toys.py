@@ -58,12 +58,12 @@ if __name__ == "__main__":
                              "q_2": np.round(r["q_i"][1], 1).tolist(), "success": int(ok),
                              "seconds": round(time.time() - t)})
             print(rows[-1], flush=True)
+            with open(stem + ".csv", "w", newline="") as f:  # after every seed, so a stopped sweep keeps its rows
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
     finally:
         os.chdir(cwd)
         shutil.rmtree(scratch, ignore_errors=True)
-    with open(stem + ".csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
     print(f"{a.env}: {sum(r['success'] for r in rows)}/{len(rows)} seeds reach the global optimum "
           f"({time.time() - start:.0f} s); {stem}.csv")

@@ -78,8 +78,8 @@ def test_individual_temperatures_constant_lambda_gives_alpha_over_lambda():
 
 
 # ------------------------------------------------------------------------------------------------ the paper's toy games
-# FOP reaches the global optimum of both games only for some seeds here (benchmarks/fop_results.md: matrix game and
-# MTQ success counts over many seeds), not always as the paper reports. These tests check what every run must show.
+# MTQ: the issue's test (4 of 5 seeds at (5, 5)). Matrix game: FOP reaches (A, A) only for some seeds here
+# (benchmarks/fop_results.md: 2 of 10), not always as the paper reports; that test checks what every run must show.
 def test_matrix_game_individual_greedy_actions_are_a_greedy_joint_action(tmp_path, monkeypatch):
     """IGO (Sec. 3): the agents' greedy actions form a greedy joint action of the learned Q_jt (Table 1b's bold
     entries), and Q_jt reproduces the payoff there."""
@@ -90,11 +90,15 @@ def test_matrix_game_individual_greedy_actions_are_a_greedy_joint_action(tmp_pat
     assert abs(r["q_jt"][g] - games.MatrixGame.PAYOFF[g]) < 1.0, (g, r["q_jt"])
 
 
-def test_mtq_policy_settles_on_an_optimum_and_draws_the_path(tmp_path, monkeypatch):
+def test_mtq_reaches_the_global_optimum_for_4_of_5_seeds_and_draws_the_path(tmp_path, monkeypatch):
+    """Fig. 2: from (0, 0), the greedy joint action ends within 0.5 of (5, 5), the narrow global optimum, not in the
+    wide basin of (-5, -5). Seeds 1-5 with the --env mtq defaults (uniform exploration; benchmarks/fop_results.md)."""
     monkeypatch.chdir(tmp_path)
-    r = quiet(fop.train_mtq, toy_args("mtq", seed=1, total_timesteps=12_000))
-    u = r["final_action"]
-    assert min(np.hypot(u[0] - 5, u[1] - 5), np.hypot(u[0] + 5, u[1] + 5)) < 1.0, u  # (5, 5) or (-5, -5)
+    runs = [quiet(fop.train_mtq, fop.Args(**{**fop.ENV_DEFAULTS["mtq"], "env": "mtq", "seed": s, "save_model": False}))
+            for s in range(1, 6)]
+    finals = [r["final_action"] for r in runs]
+    assert sum(np.hypot(u[0] - 5, u[1] - 5) <= 0.5 for u in finals) >= 4, finals
+    r = runs[0]
     assert r["path"][0, 1:].tolist() == [0.0, 0.0] and len(r["path"]) > 100  # starts at (0, 0) (Sec. 5.1)
     assert (tmp_path / "runs" / r["run_name"] / "mtq_path.png").stat().st_size > 10_000
 
@@ -151,6 +155,7 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path, monkeypatch):
     (["--env", "matrix", "--alpha-end", "-0.1"], "alpha must be > 0"),
     (["--buffer-size", "16", "--batch-size", "32"], "must hold at least one batch"),
     (["--eval-only"], "--eval-only needs --checkpoint"),
+    (["--env", "mtq", "--explore", "2"], "--explore must be in [0, 1]"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, flags, message, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
