@@ -474,7 +474,7 @@ def make_batch(replay, target_model, args, cfg, rng, device, beta, clock):
     target_model.eval()
     boot = pos + n < end[:, None]
     with torch.inference_mode():
-        _, v_logits, _ = target_model.initial(torch.as_tensor(replay.stacked(pos[boot]), device=device))
+        _, v_logits, _ = target_model.initial(torch.as_tensor(replay.stacked((pos + n)[boot]), device=device))  # s_{t+n}
     boot_value = np.zeros(pos.shape)
     boot_value[boot] = support_to_scalar(v_logits, args.support_size).cpu().numpy()
     z = value_targets(replay.reward, end, pos, boot_value, n, args.gamma)

@@ -170,6 +170,23 @@ def test_reanalyse_targets_and_determinism(policy):
     assert losses[0] == losses[1]  # same seed, same batch, same update
 
 
+def test_reanalyse_bootstraps_from_the_position_n_steps_ahead(monkeypatch):
+    """z_t = sum_{i<n} gamma^i u_{t+i} + gamma^n v^-(s_{t+n}): the target network must see s_{t+n}, not s_t."""
+    args, _, target, replay, rng = tiny_setup(0)
+    seen = []
+    initial = target.initial
+    def spy(obs):
+        seen.append(obs.clone())
+        return initial(obs)
+    monkeypatch.setattr(target, "initial", spy)
+    cfg = mazero.search_config(args, args.num_simulations)
+    b = mazero.make_batch(replay, target, args, cfg, rng, torch.device("cpu"), 0.4, {"model": 0.0, "tree": 0.0})
+    pos = b["idx"][:, None] + np.arange(args.unroll_steps + 1)
+    ahead = (pos + args.td_steps)[pos + args.td_steps < replay.end[b["idx"]][:, None]]
+    assert len(ahead) > 0
+    torch.testing.assert_close(seen[0], torch.as_tensor(replay.stacked(ahead)))  # the first call is the bootstrap
+
+
 def test_search_keeps_root_legal_actions_inside_the_tree():
     args, model, _, _, rng = tiny_setup(1)
     model.eval()
