@@ -622,7 +622,7 @@ def validate(args):
             fail(msg)
 
 
-def search_config(args, simulations, noise=True):
+def search_config(args, simulations):
     return ctree_numpy.SearchConfig(
         num_simulations=simulations, num_sampled=args.num_sampled, gamma=args.gamma, rho=args.rho, lam=args.lam,
         os_lambda=args.os_lambda, dirichlet_alpha=args.dirichlet_alpha, dirichlet_fraction=args.dirichlet_fraction)
