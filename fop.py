@@ -22,10 +22,11 @@ Where this script departs from the paper (P) or the authors' code (C, liyheng/FO
     probability epsilon; not done here).
   * V_i = alpha_i logsumexp(Q_i / alpha_i) over the legal actions (Eq. 6; C sums over all actions). For discrete
     actions this is the exact minimiser of Eq. 10, so no V-network is trained; MTQ trains the V-networks of Eq. 10.
-  * Mixer (C, P does not give one): lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i sigmoid(action_k(s, u))_i and
-    V_jt = sum_i V_i + V_phi(s); gradients as C: dQ_jt/dQ_i = 1, lambda learns through the detached advantages, none
-    reaches V_i (P: "will not backpropagate to individual V-networks"). P's formula read literally sends
-    dQ_jt/dQ_i = lambda_i: --paper-gradient.
+  * Mixer (C, P does not give one): lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i sigmoid(action_k(s, u))_i
+    (--lambda-attention-bound c > 0: sum_k exp(c tanh(attention logit / c)) instead) and V_jt = sum_i V_i + V_phi(s);
+    gradients as C: dQ_jt/dQ_i = 1, lambda learns through the detached advantages, none reaches V_i (P: "will not
+    backpropagate to individual V-networks"). P's formula read literally sends dQ_jt/dQ_i = lambda_i:
+    --paper-gradient.
   * Eq. 9 as a soft TD(lambda=0.8) return over whole episodes (C's TD(lambda)), with the entropy bonus of every
     bootstrap and every later stored action inside the recursion; C subtracts alpha mean_i log pi_i once, outside it.
     The bootstrap joint action u' ~ pi_jt is one sample (P and C); clipped double Q: two critic/mixer pairs (C).
@@ -39,7 +40,9 @@ Where this script departs from the paper (P) or the authors' code (C, liyheng/FO
     one-step target is the reward, so off-policy data biases nothing, and Q_i sees the narrow optimum at (5, 5). With
     the policy's own samples (--explore 0) the greedy action went to (-5, -5) in 16 of 20 seeds (fop_results.md).
     Matrix game (no code from C): alpha 1 -> 0.01 over 10k steps (P Table 2); 4 updates per 32 episodes (ours);
-    acting by pi_i (--explore 1 did not help there: benchmarks/fop_results.md).
+    acting by pi_i. Its weight network is bounded attention (--lambda-attention-bound 1, fsv.py's; P gives no
+    architecture) with the team alpha (--single-alpha, C): 10 of 10 seeds reach (A, A) with Q_jt(A, A) = 8 +- 0.1.
+    C's weights, or the per-agent alpha_i, miss it in most seeds (benchmarks/fop_results.md).
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
@@ -136,6 +139,9 @@ class Args:
     """hidden units of V_phi(s) in the mixer (C: 32)"""
     n_heads: int = 4
     """heads of the weight network lambda (C: 4)"""
+    lambda_attention_bound: float = 0.0
+    """> 0: the weight network is bounded attention, lambda_i = sum_k exp(c tanh(logit_k,i / c)) with c this bound
+    (fsv.py's, ours; matrix: 1); 0: C's QPLEX-style weights"""
     lr: float = 5e-4
     """policy learning rate, RMSprop (C: 5e-4)"""
     critic_lr: float = 5e-4
@@ -159,7 +165,8 @@ class Args:
 ENV_DEFAULTS = {
     "smac": {},
     "matrix": dict(total_timesteps=10_000, eval_interval=1_000, alpha_start=1.0, alpha_end=0.01,
-                   alpha_anneal_steps=10_000, num_envs=32, updates_per_episode=0.125, checkpoint_interval=10_000),
+                   alpha_anneal_steps=10_000, num_envs=32, updates_per_episode=0.125, checkpoint_interval=10_000,
+                   lambda_attention_bound=1.0, single_alpha=True),
     "mtq": dict(total_timesteps=20_000, eval_interval=500, alpha_start=1.0, alpha_end=0.01, alpha_anneal_steps=10_000,
                 num_envs=32, updates_per_episode=0.0625, batch_size=128, buffer_size=20_000, learning_starts=256,
                 reward_scale=0.1, checkpoint_interval=20_000, log_interval=500, explore=1.0),
@@ -211,17 +218,38 @@ def mlp(in_dim, hidden, out_dim):
 class Mixer(nn.Module):
     """Q_jt(tau, u) = sum_i lambda_i(tau, u) [Q_i(tau_i, u_i) - V_i(tau_i)] + V_jt(tau)   (Sec. 4.3; Eq. 7 with the
     learned weights). lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i sigmoid(action_k(s, u))_i: K heads of
-    positive weights from the state and the joint action (C). V_jt = sum_i V_i + V_phi(s) (C)."""
+    positive weights from the state and the joint action (C); with bound c > 0, bounded attention instead
+    (attention_weights). V_jt = sum_i V_i + V_phi(s) (C)."""
 
-    def __init__(self, state_dim, n_agents, joint_action_dim, embed_dim, n_heads, paper_gradient=False):
+    def __init__(self, state_dim, n_agents, joint_action_dim, embed_dim, n_heads, paper_gradient=False, bound=0.0):
         super().__init__()
-        self.shape, self.paper_gradient = (n_heads, n_agents), paper_gradient
+        self.shape, self.paper_gradient, self.bound = (n_heads, n_agents), paper_gradient, bound
         self.v_phi = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+        if bound > 0:  # --lambda-attention-bound: lambda from bounded attention logits (attention_weights)
+            self.embed_s = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, embed_dim))
+            self.embed_u = nn.Sequential(nn.Linear(joint_action_dim + n_agents, embed_dim), nn.ReLU(),
+                                         nn.Linear(embed_dim, embed_dim))
+            self.w_q = nn.Linear(embed_dim, n_heads * embed_dim, bias=False)
+            self.w_k = nn.Linear(embed_dim, n_heads * embed_dim, bias=False)
+            return
         self.key = nn.Linear(state_dim, n_heads)
         self.agent = nn.Linear(state_dim, n_heads * n_agents)
         self.action = nn.Linear(state_dim + joint_action_dim, n_heads * n_agents)
 
+    def attention_weights(self, state, joint_action):  # [..., S], [..., U] -> lambda [..., N] in [K/e^c, K e^c]
+        """lambda_i = sum_k exp(c tanh(q_k(s) . key_k(u, i) / (c sqrt(d)))): a query from the state, a key per agent
+        from the joint action and the agent's id (fsv.py's weight network, FSV Eq. 14-15 with the bound)."""
+        (K, N), d = self.shape, self.w_q.out_features // self.shape[0]
+        ids = torch.eye(N, device=state.device).expand(*joint_action.shape[:-1], N, N)
+        e_u = self.embed_u(torch.cat([joint_action.unsqueeze(-2).expand(*ids.shape[:-1], -1), ids], -1))
+        query = self.w_q(self.embed_s(state)).unflatten(-1, (K, d)).unsqueeze(-3)                     # [..., 1, K, d]
+        key = self.w_k(e_u).unflatten(-1, (K, d))                                                     # [..., N, K, d]
+        logits = (query * key).sum(-1) / d ** 0.5
+        return (self.bound * torch.tanh(logits / self.bound)).exp().sum(-1)                           # [..., N]
+
     def weights(self, state, joint_action):  # [..., S], [..., U] -> lambda [..., N], every entry > 0
+        if self.bound > 0:
+            return self.attention_weights(state, joint_action)
         key = self.key(state).abs() + 1e-10                                                            # [..., K]
         agent = torch.sigmoid(self.agent(state)).unflatten(-1, self.shape)                             # [..., K, N]
         action = torch.sigmoid(self.action(torch.cat([state, joint_action], -1))).unflatten(-1, self.shape)
@@ -465,6 +493,7 @@ def validate(args, ckpt=None):
         (args.target_entropy_scale >= 0 and args.reward_scale > 0 and args.grad_norm_clip > 0,
          "--target-entropy-scale must be >= 0, --reward-scale and --grad-norm-clip > 0"),
         (0 <= args.explore <= 1, f"--explore must be in [0, 1], got {args.explore}"),
+        (args.lambda_attention_bound >= 0, f"--lambda-attention-bound must be >= 0, got {args.lambda_attention_bound}"),
         (not args.eval_only or args.checkpoint is not None, "--eval-only needs --checkpoint"),
         (ckpt is None or (ckpt["env"], ckpt["map"]) == (args.env, args.map),
          f"checkpoint {args.checkpoint} is for {ckpt and ckpt['env']} {ckpt and ckpt['map']}, "
@@ -565,7 +594,8 @@ def train(args, ckpt=None):
     make_q = (lambda: AgentGRU(obs_dim + A + N, args.hidden_dim, A)) if args.critic_history else \
         (lambda: FeedForwardQ(obs_dim + N, args.hidden_dim, A))
     critics = nn.ModuleList([make_q(), make_q()]).to(device)
-    mixers = nn.ModuleList([Mixer(state_dim, N, N * A, args.mixing_embed_dim, args.n_heads, args.paper_gradient)
+    mixers = nn.ModuleList([Mixer(state_dim, N, N * A, args.mixing_embed_dim, args.n_heads, args.paper_gradient,
+                                  args.lambda_attention_bound)
                             for _ in range(2)]).to(device)
     target_critics, target_mixers = copy.deepcopy(critics), copy.deepcopy(mixers)
     policy_opt = torch.optim.RMSprop(policy.parameters(), lr=args.lr, alpha=0.99, eps=1e-5)
@@ -795,7 +825,8 @@ def train_mtq(args, ckpt=None):
     policy = GaussianPolicy(x_dim, args.hidden_dim, bound).to(device)
     critics = nn.ModuleList([mlp(x_dim + 1, args.hidden_dim, 1) for _ in range(2)]).to(device)  # Q_i(tau_i, u_i)
     v_net = mlp(x_dim, args.hidden_dim, 1).to(device)                                            # V_i(tau_i)
-    mixers = nn.ModuleList([Mixer(env.state_dim, N, N, args.mixing_embed_dim, args.n_heads, args.paper_gradient)
+    mixers = nn.ModuleList([Mixer(env.state_dim, N, N, args.mixing_embed_dim, args.n_heads, args.paper_gradient,
+                                  args.lambda_attention_bound)
                             for _ in range(2)]).to(device)
     policy_opt = torch.optim.RMSprop(policy.parameters(), lr=args.lr, alpha=0.99, eps=1e-5)
     critic_opts = [torch.optim.RMSprop(list(critics[j].parameters()) + list(mixers[j].parameters()), lr=args.critic_lr,

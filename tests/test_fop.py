@@ -78,13 +78,27 @@ def test_individual_temperatures_constant_lambda_gives_alpha_over_lambda():
 
 
 # ------------------------------------------------------------------------------------------------ the paper's toy games
-# MTQ: the issue's test (4 of 5 seeds at (5, 5)). Matrix game: FOP reaches (A, A) only for some seeds here
-# (benchmarks/fop_results.md: 2 of 10), not always as the paper reports; that test checks what every run must show.
-def test_matrix_game_individual_greedy_actions_are_a_greedy_joint_action(tmp_path, monkeypatch):
-    """IGO (Sec. 3): the agents' greedy actions form a greedy joint action of the learned Q_jt (Table 1b's bold
-    entries), and Q_jt reproduces the payoff there."""
+# Matrix game: the issue's test (3 seeds reach (A, A) with Q_jt(A, A) within 1 of 8). MTQ: 4 of 5 seeds at (5, 5).
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_matrix_game_reaches_the_optimum_as_table_1b(tmp_path, monkeypatch, seed):
+    """Table 1b with the --env matrix defaults (10k steps, alpha 1 -> 0.01, bounded attention weights, team alpha):
+    the agents' greedy actions are (A, A), Q_jt(A, A) is within 1 of 8, and Q_jt keeps the penalties below the
+    optimum (every other cell at least 4 below it)."""
     monkeypatch.chdir(tmp_path)
-    r = quiet(fop.train, toy_args("matrix", seed=1, total_timesteps=5_000, alpha_anneal_steps=5_000))
+    r = quiet(fop.train, toy_args("matrix", seed=seed))
+    assert r["greedy"] == (0, 0), (r["greedy"], r["q_jt"], r["q_i"])
+    assert abs(r["q_jt"][0, 0] - 8) < 1.0, r["q_jt"]
+    others = np.delete(r["q_jt"].flatten(), 0)
+    assert others.max() < r["q_jt"][0, 0] - 4, r["q_jt"]
+
+
+def test_matrix_game_individual_greedy_actions_are_a_greedy_joint_action(tmp_path, monkeypatch):
+    """IGO (Sec. 3) with C's weight network (which does not solve the game reliably here, benchmarks/fop_results.md):
+    the agents' greedy actions still form a greedy joint action of the learned Q_jt, and Q_jt reproduces the payoff
+    there."""
+    monkeypatch.chdir(tmp_path)
+    r = quiet(fop.train, toy_args("matrix", seed=1, total_timesteps=5_000, alpha_anneal_steps=5_000,
+                                  lambda_attention_bound=0.0))
     g = r["greedy"]
     assert r["q_jt"][g] >= r["q_jt"].max() - 0.5, (g, r["q_jt"])
     assert abs(r["q_jt"][g] - games.MatrixGame.PAYOFF[g]) < 1.0, (g, r["q_jt"])
@@ -156,6 +170,7 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path, monkeypatch):
     (["--buffer-size", "16", "--batch-size", "32"], "must hold at least one batch"),
     (["--eval-only"], "--eval-only needs --checkpoint"),
     (["--env", "mtq", "--explore", "2"], "--explore must be in [0, 1]"),
+    (["--env", "matrix", "--lambda-attention-bound", "-1"], "--lambda-attention-bound must be >= 0"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, flags, message, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
