@@ -58,6 +58,26 @@ def test_mixer_value_and_stop_gradients():
     assert torch.allclose(q.grad, lam.detach(), atol=1e-6)
 
 
+def test_attention_weights_are_bounded_and_depend_on_each_cell():
+    """--lambda-attention-bound c: lambda_i = sum_k exp(c tanh(logit / c)) lies in [K e^-c, K e^c] however large the
+    logits, differs between agents and between joint actions, and the mixer value is still Eq. 7."""
+    torch.manual_seed(0)
+    K, c = 4, 1.0
+    mixer = fop.Mixer(state_dim=2, n_agents=2, joint_action_dim=6, embed_dim=8, n_heads=K, bound=c)
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.mul_(50)  # huge logits: the bound must hold
+    s = torch.ones(9, 2)
+    u = torch.cat([torch.eye(3).repeat_interleave(3, 0), torch.eye(3).repeat(3, 1)], -1)  # the 9 joint actions
+    lam = mixer.weights(s, u)
+    assert lam.shape == (9, 2)
+    assert (lam >= K * np.exp(-c) - 1e-5).all() and (lam <= K * np.exp(c) + 1e-5).all(), lam
+    assert lam.std(0).min() > 0.1 and (lam[:, 0] - lam[:, 1]).abs().max() > 0.1  # per cell and per agent
+    q, v = torch.randn(9, 2), torch.randn(9, 2)
+    expected = (lam * (q - v)).sum(-1) + v.sum(-1) + mixer.v_phi(s).squeeze(-1)
+    assert torch.allclose(mixer(q, v, s, u), expected, atol=1e-4)
+
+
 def test_soft_lambda_returns_lambda_zero_is_eq9_and_lambda_one_is_monte_carlo():
     r = torch.tensor([[1.0, 2.0, 3.0, 0.0]])
     term = torch.tensor([[0.0, 0.0, 1.0, 0.0]])  # episode of 3 steps, one padded step
