@@ -15,12 +15,15 @@ mkdir -p bench_fop/paper && (cd bench_fop/paper && python "$ROOT/fop.py" --map 3
 # SMAX 3m, the authors' code choices with the bounded attention weight network (the matrix game's), 500k env steps.
 mkdir -p bench_fop/c_att && (cd bench_fop/c_att && python "$ROOT/fop.py" --map 3m --total-timesteps 500000 \
     --single-alpha --entropy-mean --no-critic-history --epsilon-floor --lambda-attention-bound 1 --exp-name c_att)
+(cd bench_fop/c_att && python "$ROOT/fop.py" --map 3m --total-timesteps 500000 --seed 2 \
+    --single-alpha --entropy-mean --no-critic-history --epsilon-floor --lambda-attention-bound 1 --exp-name c_att)
 
 # Curves: greedy eval win rate and return against env steps (CSV + PNG).
 python benchmarks/fop_curves.py --out benchmarks/fop_3m \
     "authors' code choices=$(ls -d bench_fop/authors/runs/3m__fop__1__*)" \
     "paper defaults (stopped at 160k)=$(ls -d bench_fop/paper/runs/3m__fop__1__*)" \
-    "authors' choices + attention weights=$(ls -d bench_fop/c_att/runs/3m__c_att__1__*)"
+    "authors' choices + attention weights, seed 1=$(ls -d bench_fop/c_att/runs/3m__c_att__1__*)" \
+    "authors' choices + attention weights, seed 2=$(ls -d bench_fop/c_att/runs/3m__c_att__2__*)"
 
 # Toy games over many seeds (success counts against the paper's "always converges").
 # MTQ with the policy's own samples (--explore 0, the default before uniform exploration became the mtq default)
