@@ -5,7 +5,7 @@ Q_jt(u) = sum_i lambda_i(u) [Q_i(u_i) - V_i] + sum_i V_i + V_phi onto the payoff
 data), V_i = alpha logsumexp(Q_i / alpha) detached, alpha annealed 1 -> 0.01, gradients as the authors' code
 (dQ_jt/dQ_i = 1; --grad paper: lambda_i). Two weight networks:
   c:         lambda_i(u) = sum_k |key_k| sigmoid(agent_k)_i sigmoid(w_k,i . [onehot(u_1), onehot(u_2)] + b_k,i)
-             (fop.py's default: the authors' QPLEX-style weights with a constant state)
+             (the authors' QPLEX-style weights, fop.py's default on SMAC maps, with a constant state)
   attention: lambda_i(u) = sum_k exp(c tanh(theta_{u,i,k} / c)), one free logit per joint action, agent and head
              (the tabular limit of fop.py's --lambda-attention-bound c)
 Success = greedy joint action (A, A) and Q_jt(A, A) within 1 of 8.
