@@ -1,0 +1,609 @@
+# Sweeps of the four scripts (seeds x maps x variants) on one machine or a SLURM cluster, and curves with 95% intervals.
+"""Run the unmodified scripts over seeds x maps x named variants, then plot what they logged.
+
+    # 3 seeds of two variants of fop.py on SMAX 3m, two runs side by side (re-running the same command resumes it)
+    python benchmarks/sweep.py run --sweep fop_3m --scripts fop --maps 3m --seeds 1 2 3 \\
+        --flags "--total-timesteps 1000000" --variant paper="" --variant authors="--single-alpha --entropy-mean" \\
+        --workers 2
+    # the same runs as a SLURM array job (submitit), one GPU and 4 CPUs per run
+    python benchmarks/sweep.py run ... --launcher slurm --partition gpu --gpus-per-run 1 --cpus-per-run 4 --time 720
+    # long CSV, summary CSV (mean, 95% bootstrap CI, IQM) and PNG of the greedy evaluation win rate
+    python benchmarks/sweep.py plot runs/sweeps/fop_3m --out benchmarks/results/fop_3m
+
+Each run is the command `python <script>.py --map <map> <--flags> <variant flags> --seed <seed>` (toy games:
+`--env <env>` instead of `--map`), started in its own deterministic directory
+`<root>/<sweep>/<script>__<map>__<variant>__<seed>/`, which holds
+  * `status.json`: the command of each attempt, its exit code, wall seconds, host and times;
+  * `log.txt`: everything the script printed (appended across attempts);
+  * `runs/<run_name>/`: what the script itself writes (TensorBoard events, checkpoint.pt), as it would anywhere.
+A run whose last attempt exited 0 is skipped, so re-running the same sweep command resumes the sweep; a run that was
+interrupted restarts with `--checkpoint runs/<run_name>/checkpoint.pt` (the scripts resume from it), or from scratch,
+deleting its partial run directory, if it had not written a checkpoint yet.
+
+`plot` reads the event files with TensorBoard's EventAccumulator (purge_orphaned_data: what an interrupted process
+logged after its checkpoint is dropped, as TensorBoard shows it) and keeps the last value written at each step, so a
+resumed run contributes its final trajectory. Runs of one variant are aligned on env steps (evaluation steps closer
+than half the evaluation spacing are one point), and per step it reports the number of seeds, the mean, a 95%
+percentile-bootstrap interval of the mean over seeds (10,000 resamples; with 2-3 seeds it is narrower than a t
+interval would be: read it as a description of the seeds, not a guarantee) and, with >= 4 seeds, the interquartile mean.
+"""
+
+import argparse
+import csv
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ("mazero", "mag", "fop", "fsv")
+TOY_ENVS = {"fop": ("matrix", "mtq"), "fsv": ("matrix", "mtq")}  # the scripts that play toy games, via --env
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+=-]*(_[A-Za-z0-9.+=-]+)*$")  # no "__", the run directory's separator
+
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def hms(seconds):
+    s = int(round(max(0.0, seconds)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# run: expand the grid, then start every unfinished run, resuming from its checkpoint where it has one
+# ---------------------------------------------------------------------------------------------------------------------
+def expand(a):
+    """The runs of a sweep, in the order they start: seed-major, so that an interrupted sweep has whole seeds."""
+    if not NAME.match(a.sweep):
+        fail(f"--sweep {a.sweep!r}: use letters, digits, '.', '-', '+', '=' and single '_'")
+    variants = {}
+    for v in a.variant or ["default="]:
+        name, sep, flags = v.partition("=")
+        if not sep or not NAME.match(name):
+            fail(f"--variant {v!r}: write NAME=\"--flag value ...\" with a NAME of letters, digits, '.', '-', single '_'")
+        if name in variants:
+            fail(f"--variant {name} is given twice")
+        variants[name] = shlex.split(flags)
+    for s in a.scripts:
+        if s not in SCRIPTS:
+            fail(f"unknown script {s!r}: one of {', '.join(SCRIPTS)}")
+    if bool(a.maps) == bool(a.envs):
+        fail("give --maps (StarCraft maps) or --env (toy games), not both and not neither")
+    places = [("map", m) for m in a.maps or []] + [("env", e) for e in a.envs or []]
+    for kind, p in places:
+        if not NAME.match(p):
+            fail(f"--{kind} {p!r} is not a valid name")
+        for s in a.scripts:
+            if kind == "env" and p not in TOY_ENVS.get(s, ()):
+                fail(f"{s}.py has no toy game {p!r} (toy games: "
+                     + "; ".join(f"{k}: {', '.join(v)}" for k, v in TOY_ENVS.items()) + ")")
+    common = shlex.split(a.flags)
+    for flag in common + [f for fl in variants.values() for f in fl]:
+        if flag in ("--seed", "--map", "--env", "--checkpoint") or flag.startswith(("--seed=", "--map=", "--env=")):
+            fail(f"{flag} is set by the sweep itself; do not pass it in --flags or a variant")
+    if len(set(a.seeds)) != len(a.seeds):
+        fail("--seeds has repeated values")
+    sweep_dir = Path(a.root) / a.sweep
+    runs = []
+    for seed in a.seeds:
+        for s in a.scripts:
+            for kind, p in places:
+                for name, flags in variants.items():
+                    runs.append(dict(
+                        name=f"{s}__{p}__{name}__{seed}", script=s, place=p, variant=name, seed=seed,
+                        run_dir=str((sweep_dir / f"{s}__{p}__{name}__{seed}").resolve()),
+                        argv=[a.python, str(ROOT / f"{s}.py"), f"--{kind}", p, *common, *flags, "--seed", str(seed)]))
+    return sweep_dir, runs
+
+
+def read_status(run_dir):
+    try:
+        with open(Path(run_dir) / "status.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"attempts": []}
+
+
+def finished(run):
+    attempts = read_status(run["run_dir"])["attempts"]
+    return bool(attempts) and attempts[-1].get("exit_code") == 0
+
+
+def checkpoints(run_dir):
+    return sorted(Path(run_dir).glob("runs/*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+
+
+def attempt_argv(run):
+    """The command of the next attempt: resume from the run's checkpoint if it wrote one; else start afresh."""
+    ckpts = checkpoints(run["run_dir"])
+    if ckpts:
+        return run["argv"] + ["--checkpoint", str(ckpts[-1])], f"resuming from {ckpts[-1].relative_to(run['run_dir'])}"
+    stale = Path(run["run_dir"]) / "runs"
+    if stale.exists():  # an attempt that stopped before its first checkpoint: its partial logs would mix with the new
+        shutil.rmtree(stale)
+    return run["argv"], "new"
+
+
+_children = set()  # processes started by this sweep, killed if the sweep is stopped
+_lock = threading.Lock()
+
+
+def run_one(run, gpu=None):
+    """Run (or resume) one run in its directory; write status.json and log.txt. Returns the attempt's record."""
+    run_dir = Path(run["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "spec.json", "w") as f:  # what `sweep.py exec <run_dir>` runs (a SLURM array task)
+        json.dump(run, f, indent=1)
+    argv, how = attempt_argv(run)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    status = read_status(run_dir)
+    record = dict(command=shlex.join(argv), how=how, host=socket.gethostname(), gpu=gpu,
+                  started=time.strftime("%Y-%m-%d %H:%M:%S"), exit_code=None, wall_seconds=None)
+    status["attempts"].append(record)
+    write_status(run_dir, status)
+    start = time.time()
+    with open(run_dir / "log.txt", "a") as log:
+        log.write(f"\n=== sweep attempt {len(status['attempts'])} at {record['started']} on {record['host']} ({how}):"
+                  f" {record['command']}\n")
+        log.flush()
+        proc = subprocess.Popen(argv, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its own process group: the sweep kills it cleanly
+        with _lock:
+            _children.add(proc)
+        code = proc.wait()
+        with _lock:
+            _children.discard(proc)
+    record.update(exit_code=code, wall_seconds=round(time.time() - start, 1),
+                  ended=time.strftime("%Y-%m-%d %H:%M:%S"))
+    write_status(run_dir, status)
+    return record
+
+
+def write_status(run_dir, status):
+    tmp = Path(run_dir) / "status.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(status, f, indent=1)
+    os.replace(tmp, Path(run_dir) / "status.json")
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)\n"
+
+
+def count_gpus():
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.splitlines())
+
+
+class Progress:
+    """Console lines for the sweep: one per started / finished run, and done/total with an ETA from finished runs."""
+
+    def __init__(self, total, skipped, workers):
+        self.total, self.done, self.failed, self.running, self.workers = total, skipped, 0, {}, workers
+        self.walls = []
+
+    def started(self, run, how):
+        with _lock:
+            self.running[run["name"]] = time.time()
+            print(f"[sweep] start {run['name']} ({how})", flush=True)
+
+    def ended(self, run, record):
+        with _lock:
+            self.running.pop(run["name"], None)
+            self.done += 1
+            ok = record.get("exit_code") == 0
+            self.failed += not ok
+            if ok:
+                self.walls.append(record["wall_seconds"])
+            print(f"[sweep] {'done' if ok else 'FAILED'} {run['name']}: exit {record.get('exit_code')} after "
+                  f"{hms(record.get('wall_seconds') or 0)}", flush=True)
+            pending = self.total - self.done - len(self.running)
+            eta = "ETA unknown (no run finished yet)"
+            if self.walls:
+                mean = sum(self.walls) / len(self.walls)
+                now = time.time()
+                left = pending * mean + sum(max(0.0, mean - (now - t)) for t in self.running.values())
+                eta = f"ETA {hms(left / self.workers)} (mean run {hms(mean)})"
+            print(f"[sweep] {self.done}/{self.total} finished ({self.failed} failed), {len(self.running)} running, "
+                  f"{pending} waiting | {eta}", flush=True)
+
+
+def launch_local(todo, progress, workers, gpus):
+    slots = list(range(workers))
+
+    def work(run):
+        with _lock:
+            slot = slots.pop(0)
+        try:
+            gpu = slot % gpus if gpus else None
+            progress.started(run, "resuming" if checkpoints(run["run_dir"]) else "new")
+            record = run_one(run, gpu)
+            progress.ended(run, record)
+            return record
+        finally:
+            with _lock:
+                slots.append(slot)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(work, todo))
+
+
+def launch_slurm(todo, progress, a, sweep_dir):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(sweep_dir / "submitit" / "%j"), cluster=a.submitit_cluster)
+    params = dict(name=f"sweep_{a.sweep}", timeout_min=a.time, cpus_per_task=a.cpus_per_run,
+                  slurm_array_parallelism=a.array_parallelism)
+    if a.gpus_per_run:
+        params["gpus_per_node"] = a.gpus_per_run
+    if a.partition:
+        params["slurm_partition"] = a.partition
+    executor.update_parameters(**params)
+    for run in todo:  # each array task runs `python sweep.py exec <run_dir>`, which reads this spec
+        Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
+        with open(Path(run["run_dir"]) / "spec.json", "w") as f:
+            json.dump(run, f, indent=1)
+    # the task decides between a fresh start and a resume when it starts, not at submission (a requeued task
+    # resumes); CUDA_VISIBLE_DEVICES comes from SLURM's own allocation
+    task = submitit.helpers.CommandFunction([a.python, str(Path(__file__).resolve()), "exec"])
+    jobs = executor.map_array(task, [r["run_dir"] for r in todo])
+    print(f"[sweep] submitted {len(jobs)} runs as array job {jobs[0].job_id.split('_')[0]} "
+          f"({executor.cluster} executor; logs in {sweep_dir / 'submitit'})", flush=True)
+    for run in todo:
+        progress.started(run, "submitted")
+    records, pending = [None] * len(jobs), set(range(len(jobs)))
+    while pending:
+        for i in sorted(pending):
+            if jobs[i].done():
+                pending.discard(i)
+                try:
+                    jobs[i].result()
+                    records[i] = read_status(todo[i]["run_dir"])["attempts"][-1]
+                except Exception as e:  # the task itself died (time limit, node failure): its stderr says why
+                    records[i] = dict(exit_code=f"job failed: {type(e).__name__}", wall_seconds=None)
+                    with open(Path(todo[i]["run_dir"]) / "log.txt", "a") as log:
+                        log.write(f"\n=== submitit job {jobs[i].job_id} failed:\n{str(e)[-3000:]}\n")
+                progress.ended(todo[i], records[i])
+        time.sleep(1)
+    return records
+
+
+def cmd_run(a):
+    if a.workers < 1 or a.cpus_per_run < 1 or a.time < 1 or a.gpus_per_run < 0:
+        fail("--workers, --cpus-per-run and --time must be >= 1, --gpus-per-run >= 0")
+    sweep_dir, runs = expand(a)
+    if a.dry_run:
+        for r in runs:
+            state = "finished" if finished(r) else ("resume" if checkpoints(r["run_dir"]) else "new")
+            print(f"{r['name']} [{state}]: (cd {r['run_dir']} && {shlex.join(r['argv'])})")
+        return 0
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        probe = sweep_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        fail(f"cannot write sweep directory {sweep_dir}: {e.strerror or e}")
+    with open(sweep_dir / "sweep_commands.txt", "a") as f:  # how the sweep was asked for, for the record
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join([sys.executable] + sys.argv)}\n")
+    todo = [r for r in runs if not finished(r)]
+    skipped = len(runs) - len(todo)
+    print(f"[sweep] {a.sweep}: {len(runs)} runs ({skipped} finished before, skipped), launcher {a.launcher}, "
+          f"directory {sweep_dir}", flush=True)
+    progress = Progress(len(runs), skipped, a.workers if a.launcher == "local" else max(1, len(todo)))
+    if a.launcher == "local":
+        gpus = count_gpus() if a.gpus is None else a.gpus
+        records = launch_local(todo, progress, a.workers, gpus)
+    else:
+        records = launch_slurm(todo, progress, a, sweep_dir)
+    failed = [(r, rec) for r, rec in zip(todo, records) if rec.get("exit_code") != 0]
+    for r, rec in failed:
+        print(f"\n[sweep] FAILED {r['name']} (exit {rec.get('exit_code')}); last lines of {r['run_dir']}/log.txt:\n"
+              + tail(Path(r["run_dir"]) / "log.txt"), end="", flush=True)
+    print(f"[sweep] {a.sweep}: {len(runs) - len(failed)}/{len(runs)} runs finished, {len(failed)} failed", flush=True)
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# plot: event files -> long CSV, summary CSV (mean, bootstrap CI, IQM) and one PNG
+# ---------------------------------------------------------------------------------------------------------------------
+def find_runs(paths, script):
+    """(script, map, variant, seed, event directory) for every run under `paths`: sweep directories, sweep run
+    directories (<script>__<map>__<variant>__<seed>) or plain run directories of a script ({map}__{exp}__{seed}__{t})."""
+    found = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            fail(f"{p} is not a directory")
+        sweep_runs = [p] if (p / "status.json").exists() or (p / "runs").is_dir() else \
+            sorted(d for d in p.iterdir() if d.is_dir() and ((d / "status.json").exists() or (d / "runs").is_dir()))
+        if sweep_runs:
+            for d in sweep_runs:
+                parts = d.name.split("__")
+                if len(parts) != 4 or parts[0] not in SCRIPTS:
+                    fail(f"{d} is not named <script>__<map>__<variant>__<seed>")
+                logdirs = sorted({e.parent for e in d.glob("runs/*/events.out.tfevents.*")},
+                                 key=lambda x: x.stat().st_mtime)
+                if not logdirs:
+                    print(f"[plot] {d.name}: no event files yet, skipped", file=sys.stderr)
+                    continue
+                if len(logdirs) > 1:
+                    print(f"[plot] {d.name}: {len(logdirs)} run directories, using the newest {logdirs[-1].name}",
+                          file=sys.stderr)
+                found.append((parts[0], parts[1], parts[2], int(parts[3]), logdirs[-1]))
+        elif list(p.glob("events.out.tfevents.*")):
+            parts = p.name.split("__")
+            if len(parts) < 3 or not parts[2].isdigit():
+                fail(f"{p} is not named <map>__<exp_name>__<seed>__<time> (a script's run directory)")
+            if script is None:
+                fail(f"{p} is a plain run directory: say which script wrote it with --script")
+            found.append((script, parts[0], parts[1], int(parts[2]), p))
+        else:
+            fail(f"{p} holds no sweep runs and no event files")
+    if not found:
+        fail("no runs with event files under " + " ".join(map(str, paths)))
+    return found
+
+
+def read_scalars(logdir, metrics):
+    """{metric: [(step, value)]} of the run's final trajectory: TensorBoard drops what a process logged after the
+    step its successor resumed from (purge_step / out-of-order steps); of two values at one step the later wins."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(logdir), size_guidance={"scalars": 0}, purge_orphaned_data=True)
+    ea.Reload()
+    tags = ea.Tags()["scalars"]
+    out = {}
+    for m in metrics:
+        if m in tags:
+            last = {}
+            for e in sorted(ea.Scalars(m), key=lambda e: e.wall_time):
+                last[e.step] = e.value
+            out[m] = sorted(last.items())
+    return out
+
+
+def align(series):
+    """Cluster the steps of several runs: steps closer than half the typical spacing are one point (e.g. evaluations
+    due at 2,500 that happen at 2,528 in one run and 2,504 in another). Returns the sorted cluster steps (the smallest
+    step of each cluster) and, per run, {cluster step: value} (a run's last value in the cluster)."""
+    steps = sorted({s for run in series for s, _ in run})
+    gaps = [np.diff([s for s, _ in run]) for run in series if len(run) > 1]
+    spacing = float(np.median(np.concatenate(gaps))) if gaps else 0.0
+    clusters, start = {}, None
+    for s in steps:
+        if start is None or s - start > spacing / 2:
+            start = s
+        clusters[s] = start
+    per_run = [{clusters[s]: v for s, v in run} for run in series]
+    return sorted(set(clusters.values())), per_run
+
+
+def bootstrap_ci(values, rng, resamples=10_000):
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def cmd_plot(a):
+    from scipy.stats import trim_mean
+
+    metrics = a.metric or ["eval/win_rate"]
+    runs = find_runs(a.paths, a.script)
+    if a.variants:
+        runs = [r for r in runs if r[2] in a.variants]
+        if not runs:
+            fail(f"no runs of the variants {', '.join(a.variants)}")
+    scripts, maps = sorted({r[0] for r in runs}), sorted({r[1] for r in runs})
+    out = Path(a.out or f"benchmarks/results/{'+'.join(scripts)}_{'+'.join(maps)}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot write {out.parent}: {e.strerror or e}")
+    data = {r: read_scalars(r[4], metrics) for r in runs}
+    if not any(data[r].get(metrics[0]) for r in runs):
+        fail(f"no run logged {metrics[0]} (tags of the first run: {', '.join(metrics)} not among them)")
+
+    long_rows, summary = [], []
+    groups = {}
+    for r in runs:
+        groups.setdefault((r[0], r[1], r[2]), []).append(r)
+    order = sorted(groups, key=lambda k: (k[0], k[1], a.variants.index(k[2]) if a.variants else k[2]))
+    rng = np.random.default_rng(0)
+    for key in order:
+        group = sorted(groups[key], key=lambda r: r[3])
+        for m in metrics:
+            for r in group:
+                long_rows += [(*key, r[3], s, m, v) for s, v in data[r].get(m, [])]
+            steps, per_run = align([data[r].get(m, []) for r in group])
+            for s in steps:
+                vals = [pr[s] for pr in per_run if s in pr]
+                lo, hi = bootstrap_ci(vals, rng)
+                iqm = float(trim_mean(vals, 0.25)) if len(vals) >= 4 else float("nan")
+                summary.append((*key, m, s, len(vals), float(np.mean(vals)), lo, hi, iqm))
+    with open(f"{out}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
+        w.writerows((*row[:6], f"{row[6]:.6g}") for row in long_rows)
+    with open(f"{out}_summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["script", "map", "variant", "metric", "step", "seeds", "mean", "ci95_low", "ci95_high", "iqm"])
+        w.writerows((*row[:6], *(f"{x:.6g}" for x in row[6:])) for row in summary)
+    plot_png(f"{out}.png", summary, long_rows, metrics[0], order, groups, a)
+    report(summary, metrics[0], order, groups)
+    print(f"[plot] wrote {out}.csv, {out}_summary.csv and {out}.png")
+    return 0
+
+
+def plot_png(path, summary, long_rows, metric, order, groups, a):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    several_keys = len({k[:2] for k in order}) > 1
+    for i, key in enumerate(order):
+        color = f"C{i % 10}"
+        rows = [r for r in summary if r[:3] == key and r[3] == metric]
+        if not rows:
+            continue
+        n_seeds = len(groups[key])
+        step = np.array([r[4] for r in rows], dtype=float)
+        n = np.array([r[5] for r in rows])
+        mean, lo, hi = (np.array([r[j] for r in rows], dtype=float) for j in (6, 7, 8))
+        label = f"{'/'.join(key[:2]) + ' ' if several_keys else ''}{key[2]} ({n_seeds} seed{'s' * (n_seeds > 1)})"
+        full = n == n_seeds
+        ax.plot(np.where(full, step, np.nan), np.where(full, mean, np.nan), color=color, lw=2, label=label)
+        if not full.all():  # steps that not every seed has reached yet (a sweep in progress)
+            ax.plot(step, np.where(full, np.nan, mean), color=color, lw=1.2, ls=":")
+        ax.fill_between(step, lo, hi, where=n >= 2, color=color, alpha=0.2, lw=0)
+        if a.seed_lines:
+            for r in groups[key]:
+                pts = [(row[4], row[6]) for row in long_rows if row[:4] == (*key, r[3]) and row[5] == metric]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, lw=0.6, alpha=0.35)
+    if a.target is not None:
+        ax.axhline(a.target, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(metric)
+    if metric.endswith("win_rate"):
+        ax.set_ylim(-0.02, 1.02)
+    ax.set_title(a.title or f"{', '.join(sorted({k[0] for k in order}))} on {', '.join(sorted({k[1] for k in order}))}"
+                 ": mean and 95% bootstrap CI over seeds", fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(summary, metric, order, groups):
+    """The last point every seed of a variant reached, with its interval, and wall time where the sweep recorded it."""
+    for key in order:
+        rows = [r for r in summary if r[:3] == key and r[3] == metric and r[5] == len(groups[key])]
+        if not rows:
+            continue
+        r = rows[-1]
+        walls = [sum(a.get("wall_seconds") or 0 for a in read_status(g[4].parent.parent)["attempts"])
+                 for g in groups[key]]
+        wall = f", wall per run {hms(np.mean(walls))}" if any(walls) else ""
+        ci = f" [{r[7]:.3f}, {r[8]:.3f}]" if r[5] >= 2 else ""
+        print(f"[plot] {'/'.join(key)}: {metric} at step {r[4]:,} over {r[5]} seeds: mean {r[6]:.3f}{ci}{wall}")
+
+
+def cmd_exec(a):
+    """One run from its spec.json, as a SLURM array task executes it."""
+    with open(Path(a.run_dir) / "spec.json") as f:
+        record = run_one(json.load(f))
+    print(json.dumps(record))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n", 1)[1])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="start (or resume) every unfinished run of a sweep",
+                       description="Expand --scripts x (--maps or --env) x --seeds x --variant into runs of the "
+                                   "unmodified scripts and start every run that has not finished; re-running the "
+                                   "same command skips finished runs and resumes interrupted ones from their checkpoint.")
+    r.add_argument("--sweep", required=True, help="name of the sweep: its runs go to <root>/<sweep>/")
+    r.add_argument("--scripts", nargs="+", required=True, metavar="SCRIPT", help=f"scripts to run: {', '.join(SCRIPTS)}")
+    r.add_argument("--maps", nargs="+", metavar="MAP", help="StarCraft maps (passed as --map), e.g. 3m 2s3z")
+    r.add_argument("--env", dest="envs", nargs="+", metavar="ENV",
+                   help="toy games instead of maps (passed as --env): matrix, mtq (fop.py, fsv.py)")
+    r.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="seeds (default 1 2 3)")
+    r.add_argument("--variant", action="append", metavar='NAME="--flag value ..."',
+                   help="a named set of flags, repeatable; the variants are compared in `plot` (default: one "
+                        "variant 'default' with no flags)")
+    r.add_argument("--flags", default="", help='flags given to every run, e.g. "--total-timesteps 50000 --preset cpu"')
+    r.add_argument("--root", default="runs/sweeps", help="directory of all sweeps (default runs/sweeps)")
+    r.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: a pool of --workers subprocesses here; slurm: a SLURM array job through submitit")
+    r.add_argument("--workers", type=int, default=2, help="local: runs at the same time (default 2)")
+    r.add_argument("--gpus", type=int, default=None,
+                   help="local: GPUs to share round-robin via CUDA_VISIBLE_DEVICES (default: what nvidia-smi lists; "
+                        "0 for none)")
+    r.add_argument("--partition", default=None, help="slurm: partition")
+    r.add_argument("--gpus-per-run", type=int, default=0, help="slurm: GPUs per run (default 0)")
+    r.add_argument("--cpus-per-run", type=int, default=2, help="slurm: CPUs per run (default 2)")
+    r.add_argument("--time", type=int, default=24 * 60, help="slurm: time limit per run in minutes (default 1440)")
+    r.add_argument("--array-parallelism", type=int, default=64, help="slurm: runs of the array at the same time")
+    r.add_argument("--submitit-cluster", default=None, choices=("slurm", "local", "debug"),
+                   help="slurm: submitit executor (default: SLURM when sbatch exists; 'local' runs the same "
+                        "submission path as local processes, which is how the tests check it)")
+    r.add_argument("--python", default=sys.executable, help="python interpreter of the runs (default: this one)")
+    r.add_argument("--dry-run", action="store_true", help="print each run's directory, state and command; run nothing")
+    r.set_defaults(func=cmd_run)
+
+    q = sub.add_parser("plot", help="long CSV, summary CSV and PNG of what the runs logged",
+                       description="Read the TensorBoard events of sweeps or run directories and write <out>.csv "
+                                   "(script,map,variant,seed,step,metric,value), <out>_summary.csv (per variant and "
+                                   "step: seeds, mean, 95%% bootstrap CI of the mean, IQM with >= 4 seeds) and "
+                                   "<out>.png (mean and shaded CI per variant against env steps).")
+    q.add_argument("paths", nargs="+", help="sweep directories, sweep run directories or a script's run directories")
+    q.add_argument("--metric", action="append", help="scalar tag, repeatable; the first is plotted "
+                                                      "(default eval/win_rate)")
+    q.add_argument("--out", default=None, help="output path without extension (default "
+                                               "benchmarks/results/<script>_<map>)")
+    q.add_argument("--variants", nargs="+", default=None, help="only these variants, in this order")
+    q.add_argument("--script", default=None, help="the script that wrote plain run directories (their variant is "
+                                                  "the run's exp_name)")
+    q.add_argument("--title", default=None, help="PNG title")
+    q.add_argument("--target", type=float, default=None, help="draw a horizontal line at this value (e.g. 0.9)")
+    q.add_argument("--no-seed-lines", dest="seed_lines", action="store_false", help="do not draw each seed thinly")
+    q.set_defaults(func=cmd_plot)
+
+    x = sub.add_parser("exec", help="(internal) run one run from <run_dir>/spec.json: what a SLURM array task does")
+    x.add_argument("run_dir")
+    x.set_defaults(func=cmd_exec)
+
+    a = p.parse_args(argv)
+    if a.command == "run" and a.submitit_cluster is None and a.launcher == "slurm":
+        a.submitit_cluster = "slurm" if shutil.which("sbatch") else None
+        if a.submitit_cluster is None:
+            fail("--launcher slurm: no sbatch here; on a machine without SLURM use --submitit-cluster local")
+
+    def stop(signum, frame):  # a stopped sweep stops its runs; their checkpoints let the next call resume them
+        with _lock:
+            for proc in list(_children):
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+        print(f"[sweep] stopped by signal {signum}; re-run the same command to resume", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    if a.command == "run" and a.launcher == "local":
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
