@@ -253,7 +253,7 @@ def launch_local(todo, progress, workers, gpus):
 def launch_slurm(todo, progress, a, sweep_dir):
     import submitit
 
-    executor = submitit.AutoExecutor(folder=str(sweep_dir / "submitit" / "%j"), cluster=a.submitit_cluster)
+    executor = submitit.AutoExecutor(folder=str(sweep_dir / "submitit"), cluster=a.submitit_cluster)
     params = dict(name=f"sweep_{a.sweep}", timeout_min=a.time, cpus_per_task=a.cpus_per_run,
                   slurm_array_parallelism=a.array_parallelism)
     if a.gpus_per_run:

@@ -1,0 +1,156 @@
+"""benchmarks/sweep.py: a real two-seed sweep of fop.py's matrix game through both launchers, resume and skip, a
+failing run, and the plot's CSVs and intervals on event files written here."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SWEEP = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep.py"
+TINY = "--total-timesteps 128 --eval-interval 64 --eval-episodes 4"
+
+
+def sweep(*args, cwd):
+    return subprocess.run([sys.executable, str(SWEEP), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def attempts(run_dir):
+    return json.loads((run_dir / "status.json").read_text())["attempts"]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """Two seeds of fop.py --env matrix through the local launcher, then the same command again."""
+    cwd = tmp_path_factory.mktemp("local")
+    args = ["run", "--sweep", "toy", "--scripts", "fop", "--env", "matrix", "--seeds", "1", "2", "--flags", TINY,
+            "--variant", "base=", "--workers", "2"]
+    first = sweep(*args, cwd=cwd)
+    second = sweep(*args, cwd=cwd)
+    return cwd, first, second
+
+
+def test_local_launcher_runs_every_seed_in_its_own_directory(local_sweep):
+    cwd, first, _ = local_sweep
+    assert first.returncode == 0, first.stdout + first.stderr
+    for seed in (1, 2):
+        run = cwd / "runs" / "sweeps" / "toy" / f"fop__matrix__base__{seed}"
+        (record,) = attempts(run)
+        assert record["exit_code"] == 0 and record["how"] == "new"
+        assert record["command"].endswith(f"--env matrix {TINY} --seed {seed}")
+        assert list(run.glob("runs/matrix__fop__*/events.out.tfevents.*"))
+        assert list(run.glob("runs/matrix__fop__*/checkpoint.pt"))
+        assert "checkpoint: runs/matrix__fop__" in (run / "log.txt").read_text()  # the script's output is kept
+    assert first.stdout.count("[sweep] start ") == 2 and "2/2 finished (0 failed)" in first.stdout
+
+
+def test_rerunning_a_sweep_skips_finished_runs(local_sweep):
+    cwd, _, second = local_sweep
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "2 finished before, skipped" in second.stdout and "[sweep] start " not in second.stdout
+    assert len(attempts(cwd / "runs" / "sweeps" / "toy" / "fop__matrix__base__1")) == 1
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(local_sweep, tmp_path):
+    cwd, _, _ = local_sweep
+    run = cwd / "runs" / "sweeps" / "toy" / "fop__matrix__base__1"
+    status = json.loads((run / "status.json").read_text())
+    status["attempts"][-1]["exit_code"] = None  # as if the process had been killed
+    (run / "status.json").write_text(json.dumps(status))
+    out = sweep("run", "--sweep", "toy", "--scripts", "fop", "--env", "matrix", "--seeds", "1", "--flags", TINY,
+                "--variant", "base=", cwd=cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = attempts(run)[-1]
+    assert last["how"].startswith("resuming from runs/matrix__fop__1__") and last["exit_code"] == 0
+    assert "--checkpoint " in last["command"] and "checkpoint.pt" in last["command"]
+    assert len(list(run.glob("runs/*"))) == 1  # the resumed run wrote into the same run directory
+
+
+def test_slurm_launcher_through_submitit_local_executor(tmp_path):
+    out = sweep("run", "--sweep", "slurm", "--scripts", "fop", "--env", "matrix", "--seeds", "1", "2",
+                "--flags", TINY, "--launcher", "slurm", "--submitit-cluster", "local", "--partition", "any",
+                "--cpus-per-run", "1", "--time", "5", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "submitted 2 runs as array job" in out.stdout
+    for seed in (1, 2):
+        run = tmp_path / "runs" / "sweeps" / "slurm" / f"fop__matrix__default__{seed}"
+        assert attempts(run)[-1]["exit_code"] == 0
+        assert list(run.glob("runs/matrix__fop__*/events.out.tfevents.*"))
+    assert list((tmp_path / "runs" / "sweeps" / "slurm" / "submitit").glob("*_log.out"))
+
+
+def test_a_failing_run_fails_the_sweep_and_is_named(tmp_path):
+    out = sweep("run", "--sweep", "bad", "--scripts", "fop", "--env", "matrix", "--seeds", "1", "--flags", TINY,
+                "--variant", "broken=--no-such-flag 3", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "FAILED fop__matrix__broken__1" in out.stdout and "no-such-flag" in out.stdout  # with the log's last lines
+    assert attempts(tmp_path / "runs" / "sweeps" / "bad" / "fop__matrix__broken__1")[-1]["exit_code"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scripts", "nope", "--maps", "3m"], "unknown script"),
+    (["--scripts", "mazero", "--env", "matrix"], "has no toy game"),
+    (["--scripts", "fop", "--maps", "3m", "--variant", "a__b=--x"], "--variant"),
+    (["--scripts", "fop", "--maps", "3m", "--flags", "--seed 3"], "set by the sweep itself"),
+])
+def test_bad_sweeps_get_one_line(tmp_path, args, message):
+    out = sweep("run", "--sweep", "x", *args, cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def write_run(run_dir, sessions):
+    """A sweep run directory with one event file per process: sessions = [(purge_step or None, {step: value})]."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir = run_dir / "runs" / "3m__fop__1__1"
+    for purge, values in sessions:
+        w = SummaryWriter(str(logdir), purge_step=purge)
+        for step, v in sorted(values.items()):
+            w.add_scalar("eval/win_rate", v, step)
+        w.close()
+
+
+def test_plot_writes_the_columns_and_intervals(tmp_path):
+    root = tmp_path / "sw"
+    same = {0: 0.0, 100: 0.5, 200: 0.75}
+    for seed in (1, 2):  # two seeds with identical curves: a zero-width interval
+        write_run(root / f"fop__3m__same__{seed}", [(None, same)])
+    rng = np.random.default_rng(0)
+    spread = {seed: {0: 0.0, 100: float(rng.uniform()), 200: float(rng.uniform())} for seed in (1, 2, 3, 4)}
+    for seed, values in spread.items():  # evaluation steps a few env steps apart between seeds are one point
+        write_run(root / f"fop__3m__spread__{seed}", [(None, {s + (seed * 8 if s else 0): v for s, v in values.items()})])
+    # an interrupted run: the first process logged up to 300, the second resumed at 200 (purge_step) with new values
+    write_run(root / "fop__3m__resumed__1", [(None, {0: 0.1, 100: 0.2, 200: 0.3, 300: 0.4}),
+                                             (200, {200: 0.9, 300: 1.0, 400: 0.95})])
+    out = sweep("plot", str(root), "--out", str(tmp_path / "res"), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = read_csv(tmp_path / "res.csv")
+    assert rows[0] == ["script", "map", "variant", "seed", "step", "metric", "value"]
+    resumed = [(int(r[4]), float(r[6])) for r in rows[1:] if r[2] == "resumed"]
+    assert resumed == [(0, 0.1), (100, 0.2), (200, 0.9), (300, 1.0), (400, 0.95)]  # the final trajectory, once each
+    summ = read_csv(tmp_path / "res_summary.csv")
+    head = summ[0]
+    assert head == ["script", "map", "variant", "metric", "step", "seeds", "mean", "ci95_low", "ci95_high", "iqm"]
+    rec = [dict(zip(head, r)) for r in summ[1:]]
+    for r in (r for r in rec if r["variant"] == "same"):
+        assert r["seeds"] == "2" and float(r["ci95_low"]) == float(r["ci95_high"]) == float(r["mean"])
+    spread_rows = [r for r in rec if r["variant"] == "spread"]
+    assert [int(r["step"]) for r in spread_rows] == [0, 108, 208] and all(r["seeds"] == "4" for r in spread_rows)
+    last = [spread[s][200] for s in (1, 2, 3, 4)]
+    r = spread_rows[-1]
+    assert float(r["mean"]) == pytest.approx(np.mean(last), abs=1e-5)
+    assert min(last) <= float(r["ci95_low"]) < float(r["mean"]) < float(r["ci95_high"]) <= max(last)
+    assert float(r["iqm"]) == pytest.approx(np.mean(sorted(last)[1:3]), abs=1e-5)
+    assert (tmp_path / "res.png").stat().st_size > 10_000
+
+
+def test_plot_of_nothing_is_one_line(tmp_path):
+    out = sweep("plot", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
