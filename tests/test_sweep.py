@@ -154,3 +154,28 @@ def test_plot_writes_the_columns_and_intervals(tmp_path):
 def test_plot_of_nothing_is_one_line(tmp_path):
     out = sweep("plot", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_plot_keeps_the_final_trajectory_of_a_run_resumed_without_purge_step(tmp_path):
+    """A plain run directory written before the scripts used purge_step (mazero.py's old runs), interrupted twice:
+    A logs up to step 100, B resumes from A's checkpoint at 60, C from B's at 120. A's evaluation at 100 belongs to
+    a thrown-away trajectory: TensorBoard's out-of-order purge and the last-value-wins rule must drop it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "3m__cpu_3m__7__1795483928"
+    sessions = [(1000, 0, 100, {0: 0.0, 50: 0.1, 100: 0.2}), (2000, 60, 120, {60: 0.3, 100: 0.4}),
+                (3000, 120, 200, {150: 0.5, 200: 0.6})]  # (wall time, first step, last step, evaluations)
+    for i, (t0, first, last, evals) in enumerate(sessions):
+        w = SummaryWriter(str(run), filename_suffix=f".{i}")
+        for step in range(first, last + 1, 10):
+            if step > first:
+                w.add_scalar("charts/SPS", 1.0, step, walltime=t0 + step - first)
+            if step in evals:
+                w.add_scalar("eval/win_rate", evals[step], step, walltime=t0 + step - first + 0.5)
+        w.close()
+    out = sweep("plot", str(run), "--script", "mazero", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = read_csv(tmp_path / "r.csv")[1:]
+    assert {tuple(r[:4]) for r in rows} == {("mazero", "3m", "cpu_3m", "7")}
+    assert [(int(r[4]), round(float(r[6]), 6)) for r in rows] == [(0, 0.0), (50, 0.1), (60, 0.3), (100, 0.4),
+                                                                   (150, 0.5), (200, 0.6)]
