@@ -52,6 +52,25 @@ SMAX versus SMAC (what this adapter changes, and what it cannot)
   Maps that need those (MMM, MMM2, 2c_vs_64zg, so_many_baneling, ...) are SC2-only.
 - SMAX is deterministic given the seed; SC2 is not reliably reproducible.
 
+Replays (the scripts' --capture-video)
+    env.start_recording()            # records env 0 from its next reset()/step() until that episode ends
+    path = env.save_replay(path)     # SMAX: an animated GIF at path; SC2: SMAC's replay file (or None)
+- SMAX: while recording, each step copies env 0's pre-step PRNG key and state (nothing is copied
+  otherwise). save_replay re-simulates each step's 8 world ticks from them with SMAX's own
+  `step_env(get_state_sequence=True)`, as jaxmarl's `SMAXVisualizer.expand_state_seq` does, but
+  with the adapter's key split, so the GIF is the episode that was played, final step included
+  (the state the env returns at `done` is already the next episode's). The default renderer
+  (`render_smax_gif`, matplotlib's Agg canvas + pillow, no ffmpeg) draws in the visualiser's look,
+  zoomed on the units, with health bars: 1 + 4 x steps frames (REPLAY_FRAMES_PER_STEP), 60 ms each
+  (about 2x real time), the last held 1.5 s; about 15 ms a frame, i.e. 1-2 s for a 20-step 3m
+  episode and 4-5 s for a 71-step 2s3z one, on one busy CPU core. `renderer="jaxmarl"` draws the same ticks with
+  jaxmarl's `SMAXVisualizer` (9 frames a step; about 0.5 s a frame, mostly eager `lax.cond`
+  calls and a second full-figure draw per frame: minutes for one episode).
+- SC2: StarCraft II records its own game; save_replay() has env 0's worker call SMAC's
+  `StarCraft2Env.save_replay()` with replay_dir/replay_prefix set so the file lands next to
+  `path` as `<stem>_<UTC time>.SC2Replay`. SMAC plays a worker's episodes inside one SC2 game, so
+  the replay holds every episode env 0 has played, the recorded one last.
+
 JAX runs on the CPU only (it must never take GPU memory from PyTorch) and keeps a persistent
 compilation cache (`$GAMES_JAX_CACHE`, default ~/.cache/marl-papers-jax) so a map compiles once.
 This module imports only NumPy; jax/jaxmarl and smac are imported inside the backend that needs them.
@@ -326,6 +345,13 @@ def _import_jax():
     return jax
 
 
+# Replays (SMAXStarCraft.save_replay): frames drawn per env step (of SMAX's 8 world ticks), and how
+# long each frame shows: 4 frames of 1/8 s of game time at 60 ms play about 2x real time.
+REPLAY_FRAMES_PER_STEP = 4
+REPLAY_FRAME_MS = 60
+REPLAY_LAST_FRAME_MS = 1500  # the final frame holds so the outcome can be read before the GIF loops
+
+
 class SMAXStarCraft:
     """`num_envs` SMAX games (HeuristicEnemySMAX) stepped by one jitted, vmapped function on the CPU,
     converted to SMAC's action layout, reward and a normalised state (module docstring)."""
@@ -418,13 +444,25 @@ class SMAXStarCraft:
             carry = (key, s_next, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length), last)
             return carry, jnp.concatenate([observe(s_next, last), out])
 
+        def resimulate(key, s, actions):
+            """Env 0's 8 world ticks of one step, replayed from its pre-step key and state with the
+            same key split as step_one, so the replay shows exactly what was played (the visualiser's
+            own expand_state_seq splits the key differently and would re-roll the dice)."""
+            _, k_step, _ = jax.random.split(key, 3)
+            return env.step_env(k_step, s, {a: smac_to_smax[actions[i]] for i, a in enumerate(agents)},
+                                True)  # get_state_sequence: the SMAX State of every world tick
+
         base = jax.random.PRNGKey(seed)
         self._keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_envs))
         self._reset = jax.jit(jax.vmap(reset_one))
         self._step = jax.jit(jax.vmap(step_one), donate_argnums=0)
-        self._jnp = jnp
+        self._resimulate = jax.jit(resimulate)  # compiled on the first save_replay only
+        self._jax, self._jnp, self._smax = jax, jnp, env
         self._carry = None
         self._avail = None
+        self._record = None  # env 0's [(key, state, actions)] while a replay is recorded (None: off)
+        self._recording = False
+        self._record_start = self._record_outcome = None
 
     def _unpack(self, packed):
         E, N, A = self.num_envs, self.n_agents, self.n_actions
@@ -440,6 +478,8 @@ class SMAXStarCraft:
     def reset(self):
         """Start a fresh episode in every env. Returns obs [E,N,obs_dim], state [E,S], avail [E,N,A]."""
         self._carry, packed = self._reset(self._keys)
+        if self._recording:
+            self._record = []  # a reset abandons the episode being recorded: record the new one
         return self._unpack(packed)[:3]
 
     def step(self, actions):
@@ -447,16 +487,186 @@ class SMAXStarCraft:
         if self._carry is None:
             raise RuntimeError("call reset() before step()")
         a = _check_actions(actions, self._avail, (self.num_envs, self.n_agents))
+        if self._recording:  # env 0's pre-step key and state, copied before _step donates the carry
+            key, s = self._jax.tree.map(lambda x: np.array(x[0]), self._carry[:2])
+            if not self._record:
+                self._record_start = int(self._carry[3][0])  # steps env 0 had played before
+            self._record.append((key, s, a[0].copy()))
         self._carry, packed = self._step(self._carry, self._jnp.asarray(a, self._jnp.int32))
         obs, state, avail, out = self._unpack(packed)
         done = out[:, 1] > 0
         info = {"won": (out[:, 2] > 0) & done, "timeout": (out[:, 3] > 0) & done,
                 "episode_return": np.where(done, out[:, 4], 0.0).astype(np.float32),
                 "episode_length": np.where(done, out[:, 5], 0).astype(np.int64)}
+        if self._recording and done[0]:
+            self._recording = False
+            self._record_outcome = ("won" if info["won"][0] else "time-out" if info["timeout"][0]
+                                    else "lost")
         return obs, state, avail, out[:, 0].copy(), done, info
+
+    # ------------------------------------------------------------------------------------------
+    # Replays: start_recording() before an evaluation, save_replay(path) after it
+    # ------------------------------------------------------------------------------------------
+    def start_recording(self):
+        """Record env 0 from the next reset() or step() until its episode ends (a reset() in
+        between starts the recording again with the new episode). Costs nothing until called;
+        while recording, each step copies env 0's key and state (a few kB)."""
+        self._record, self._recording = [], True
+        self._record_start = self._record_outcome = None
+
+    def save_replay(self, path, frames_per_step: int = REPLAY_FRAMES_PER_STEP,
+                    renderer: str = "numpy"):
+        """Write the recorded episode of env 0 as an animated GIF at `path` (parent folders are
+        created) and return `path`; the recording is consumed. An episode still running is drawn up
+        to its last recorded step. `renderer` "numpy" (default, about 10 ms a frame) draws with
+        `render_smax_gif`: 1 + frames_per_step x steps frames. "jaxmarl" hands the same
+        re-simulated ticks to jaxmarl's `SMAXVisualizer` (its picture, 9 frames a step, about
+        0.5 s a frame: minutes for one episode)."""
+        if not self._record:
+            raise RuntimeError("save_replay: nothing was recorded; call start_recording() "
+                               "before the evaluation episode is played")
+        if renderer not in ("numpy", "jaxmarl"):
+            raise ValueError(f"unknown renderer {renderer!r}; choose numpy or jaxmarl")
+        ticks = self._smax.world_steps_per_env_step
+        if not 1 <= frames_per_step <= ticks:
+            raise ValueError(f"frames_per_step must lie in [1, {ticks}], got {frames_per_step}")
+        record, outcome, start = self._record, self._record_outcome, self._record_start
+        self._record, self._recording = None, False
+        steps = [self._jax.device_get(self._resimulate(key, s, self._jnp.asarray(act, self._jnp.int32)))
+                 for key, s, act in record]  # per step: SMAX State with leading axis [ticks]
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if renderer == "jaxmarl":
+            return _render_smax_jaxmarl(path, self._smax, record, steps)
+        return render_smax_gif(path, self._smax, record[0][1].state, steps, self.map_name,
+                               frames_per_step=frames_per_step, first_step=start, outcome=outcome)
 
     def close(self):
         self._carry = None
+        self._record, self._recording = None, False
+
+
+def render_smax_gif(path, smax, first_state, steps, title, frames_per_step=REPLAY_FRAMES_PER_STEP,
+                    first_step=0, outcome=None, size_px=320):
+    """Draw a SMAX episode as an animated GIF with pillow, in the look of jaxmarl's SMAX renderer
+    (allies blue, enemies green, lighter while being shot, the unit-type letter, a grey bullet
+    flying from shooter to target) plus a health bar over each unit, zoomed on the ground the
+    units covered. `first_state`: the SMAX State before the first step; `steps`: per env step the
+    SMAX State of each world tick (leading axis [ticks], from step_env(get_state_sequence=True)).
+    Frames: the first state, then `frames_per_step` evenly spaced ticks of each step (the last one
+    is the state after the step), so len(steps) * frames_per_step + 1 frames, each distinct (the
+    title carries the game time). Numpy and matplotlib's Agg canvas only (no pyplot, no ffmpeg).
+    Returns `path`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle, Rectangle
+    from PIL import Image
+
+    n_allies, n_move = smax.num_allies, smax.num_movement_actions
+    n_ticks, tick_s = smax.world_steps_per_env_step, smax.time_per_step
+    types = np.asarray(first_state.unit_types)
+    U = len(types)
+    radius = np.asarray(smax.unit_type_radiuses)[types]
+    reach = np.asarray(smax.unit_type_attack_ranges)[types]
+    max_hp = np.asarray(smax.unit_type_health)[types]
+    letters = [smax.unit_type_shorthands[t] for t in types]
+
+    # frames as (positions [U,2], health [U], alive [U], attack actions [U] or None, tick fraction,
+    # env step, game seconds)
+    frames = [(np.asarray(first_state.unit_positions), np.asarray(first_state.unit_health),
+               np.asarray(first_state.unit_alive), None, 0.0, first_step, first_step * n_ticks * tick_s)]
+    for t, st in enumerate(steps):
+        attack = np.asarray(st.prev_attack_actions[-1])
+        for j in range(1, frames_per_step + 1):
+            i = round(j * n_ticks / frames_per_step) - 1  # tick index; the last frame is tick n_ticks
+            frames.append((np.asarray(st.unit_positions[i]), np.asarray(st.unit_health[i]),
+                           np.asarray(st.unit_alive[i]), attack, (i + 1) / n_ticks, first_step + t + 1,
+                           ((first_step + t) * n_ticks + i + 1) * tick_s))
+
+    # a square view around every position a live unit took, inside the map where it fits
+    pos = np.concatenate([f[0][f[2].astype(bool)] for f in frames] or [frames[0][0]])
+    lo, hi = pos.min(0) - 1.5, pos.max(0) + 1.5
+    side = max(float((hi - lo).max()), 8.0)
+    centre = (lo + hi) / 2
+    size = np.array([smax.map_width, smax.map_height], np.float64)
+    view_lo = np.clip(centre - side / 2, 0.0, np.maximum(size - side, 0.0))
+
+    dpi = 80
+    fig = Figure(figsize=(size_px / dpi, size_px / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.9))
+    ax.set_xlim(view_lo[0], view_lo[0] + side)
+    ax.set_ylim(view_lo[1], view_lo[1] + side)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.add_patch(Rectangle((0, 0), *size, fill=False, edgecolor="black", linewidth=1.5))  # map border
+    heading = ax.set_title("", fontsize=9)
+    ally = np.arange(U) < n_allies
+    body = [ax.add_patch(Circle((0, 0), radius[u], color="blue" if ally[u] else "green")) for u in range(U)]
+    label = [ax.text(0, 0, letters[u], fontsize=6, color="white", ha="center", va="center")
+             for u in range(U)]
+    bar = [ax.add_patch(Rectangle((0, 0), 0, 0.18, color="black", linewidth=0)) for _ in range(U)]
+    bullet = [ax.add_patch(Rectangle((0, 0), 0.4, 0.4, color="gray")) for _ in range(U)]
+
+    images = []
+    for k, (xy, hp, alive, attack, frac, env_step, seconds) in enumerate(frames):
+        alive = alive.astype(bool)
+        shot = np.zeros(U, bool)
+        for b in bullet:
+            b.set_visible(False)
+        if attack is not None:
+            for u in np.flatnonzero(alive & (attack >= n_move)):
+                # SMAX's attack index: allies count enemies up from n_allies, enemies count allies down
+                target = (attack[u] - n_move + n_allies if ally[u]
+                          else n_allies - 1 - (attack[u] - n_move))
+                if alive[target] and np.linalg.norm(xy[u] - xy[target]) < reach[u]:
+                    shot[target] = True
+                    bullet[u].set_xy((1 - frac) * xy[u] + frac * xy[target] - 0.2)
+                    bullet[u].set_visible(True)
+        for u in range(U):
+            body[u].set_visible(alive[u])
+            label[u].set_visible(alive[u])
+            bar[u].set_visible(alive[u])
+            body[u].center = tuple(xy[u])
+            body[u].set_color(("cornflowerblue" if shot[u] else "blue") if ally[u]
+                              else ("limegreen" if shot[u] else "green"))
+            label[u].set_position(tuple(xy[u]))
+            bar[u].set_xy((xy[u][0] - radius[u], xy[u][1] + radius[u] + 0.15))
+            bar[u].set_width(2 * radius[u] * hp[u] / max_hp[u])
+        end = f": {outcome}" if outcome and k == len(frames) - 1 else ""
+        heading.set_text(f"{title}  step {env_step}/{frames[-1][5]}  {seconds:.2f} s{end}")
+        canvas.draw()
+        images.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).quantize(
+            colors=64, method=Image.Quantize.FASTOCTREE))  # 1 ms a frame; median cut takes 5-10
+    durations = [REPLAY_FRAME_MS] * (len(images) - 1) + [REPLAY_LAST_FRAME_MS]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return path
+
+
+def _render_smax_jaxmarl(path, smax, record, steps):
+    """The same episode through jaxmarl's own `SMAXVisualizer` (a pre-step frame and 8 tick frames
+    per step, 64 ms each; about 0.5 s to draw a frame). Its `expand_state_seq` would re-simulate with
+    a differently split key, so it is handed the already expanded sequence."""
+    import dataclasses
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from jaxmarl.environments.smax.smax_env import State
+    from jaxmarl.viz.visualizer import SMAXVisualizer
+
+    seq = []
+    for (key, s, _), st in zip(record, steps):
+        ticks = [State(*leaves) for leaves in zip(*dataclasses.astuple(st))]
+        viz_actions = {a: ticks[-1].prev_attack_actions[i] for i, a in enumerate(smax.all_agents)}
+        seq += [(key, s.state, viz_actions)] + [(key, t, viz_actions) for t in ticks]
+    viz = SMAXVisualizer(smax, seq)
+    viz.have_expanded = True
+    try:
+        with matplotlib.rc_context({"animation.writer": "pillow"}):  # no ffmpeg needed
+            viz.animate(save_fname=path, view=False)
+    finally:
+        plt.close(viz.fig)
+    return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -502,6 +712,12 @@ def _sc2_worker(conn, make_env, seed):
                     first = (np.asarray(env.get_obs(), np.float32), np.asarray(env.get_state(), np.float32),
                              np.asarray(env.get_avail_actions(), np.float32))
                 conn.send((first, float(reward), bool(terminated), end))
+            elif cmd == "save_replay":  # data: (replay_dir, replay_prefix), StarCraft2Env's own settings
+                try:
+                    env.replay_dir, env.replay_prefix = data
+                    conn.send((True, env.save_replay()))
+                except Exception as e:  # reported in the main process, which keeps the traceback short
+                    conn.send((False, f"{type(e).__name__}: {e}"))
             elif cmd == "close":
                 break
     finally:
@@ -535,6 +751,7 @@ class SC2StarCraft:
         self.obs_dim, self.state_dim = info["obs_shape"], info["state_shape"]
         self.episode_limit = info["episode_limit"]
         self._avail = None
+        self._recording = None  # env 0's steps played since start_recording() (None: never called)
 
     def reset(self):
         for c in self._conns:
@@ -558,7 +775,38 @@ class SC2StarCraft:
                 "episode_return": np.array([e[2] for e in ends], np.float32),
                 "episode_length": np.array([e[3] for e in ends], np.int64)}
         self._avail = avail
+        if self._recording is not None:
+            self._recording += 1
         return obs, state, avail, reward, done, info
+
+    def start_recording(self):
+        """Mark the start of the episode to keep. StarCraft II records its whole game by itself, so
+        this costs nothing; save_replay() then needs at least one step of env 0 played after it."""
+        self._recording = 0
+
+    def save_replay(self, path):
+        """Save env 0's StarCraft II replay with SMAC's `StarCraft2Env.save_replay()`, next to `path`:
+        SC2 names it `<stem of path>_<UTC time>.SC2Replay` in path's folder (StarCraft2Env's
+        replay_dir / replay_prefix; the folder is created). Returns what save_replay() reports, else
+        the newest such file, else None. SMAC plays every episode of a worker inside one SC2 game, so
+        the replay holds all episodes env 0 has played so far, the recorded one last; watch it in
+        the StarCraft II client. The recording is consumed."""
+        if not self._recording:
+            raise RuntimeError("save_replay: nothing was recorded; call start_recording() "
+                               "before the evaluation episode is played")
+        self._recording = None
+        folder = os.path.dirname(os.path.abspath(path))
+        prefix = os.path.splitext(os.path.basename(path))[0] or "replay"
+        os.makedirs(folder, exist_ok=True)
+        self._conns[0].send(("save_replay", (folder, prefix)))
+        ok, result = self._conns[0].recv()
+        if not ok:
+            raise RuntimeError(f"StarCraft II could not save the replay of env 0: {result}")
+        if result is None:  # SMAC's save_replay() only logs where pysc2 wrote the file
+            import glob
+            found = glob.glob(os.path.join(glob.escape(folder), glob.escape(prefix) + "_*.SC2Replay"))
+            result = max(found, key=os.path.getmtime) if found else None
+        return result
 
     def close(self):
         for c, p in zip(self._conns, self._procs):

@@ -1,7 +1,12 @@
 """A stand-in with oxwhirl SMAC's `StarCraft2Env` method names, for testing the SC2 backend's
 batching and auto-reset without StarCraft II. Dynamics: the episode lasts `length` steps, where
 `length` = 3 + (seed + episode) % 4; the last step is won when the summed actions of that step are
-even, otherwise it is a time-out on every third episode and a loss otherwise. Reward = sum of actions."""
+even, otherwise it is a time-out on every third episode and a loss otherwise. Reward = sum of actions.
+save_replay() writes, as SMAC does through pysc2, `<replay_dir>/<replay_prefix>_<time>.SC2Replay`
+(here a text line naming the seed and the episodes played) and returns None."""
+import datetime
+import os
+
 import numpy as np
 
 
@@ -9,6 +14,7 @@ class FakeStarCraft2Env:
     def __init__(self, seed=0, n_agents=3, n_actions=5):
         self.seed, self.n_agents, self.n_actions = seed, n_agents, n_actions
         self.episode, self.t = -1, 0
+        self.replay_dir, self.replay_prefix = "", ""  # StarCraft2Env's names and defaults
 
     def get_env_info(self):
         return {"n_agents": self.n_agents, "n_actions": self.n_actions, "obs_shape": 4,
@@ -49,6 +55,14 @@ class FakeStarCraft2Env:
             else:
                 info["battle_won"] = False
         return reward, terminated, info
+
+    def save_replay(self):
+        if not os.path.isabs(self.replay_dir):
+            raise ValueError("the stand-in only writes to an absolute replay_dir")
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+        name = f"{self.replay_prefix or 'map'}_{now}.SC2Replay"
+        with open(os.path.join(self.replay_dir, name), "w") as f:
+            f.write(f"seed {self.seed} episodes {self.episode + 1} step {self.t}\n")
 
     def close(self):
         pass

@@ -264,6 +264,131 @@ def test_paper_maps_are_registered():
     assert {k: games.SMAC_MAPS[k].limit for k in limits} == limits
 
 
+# ---------------------------------------------------------------- replays
+@pytest.fixture(scope="module")
+def env3m_limit5():
+    return games.make_starcraft("3m", num_envs=2, seed=0, backend="smax", episode_limit=5)
+
+
+def gif_frames(path):
+    """(frame count, summed frame durations in ms, size) of a GIF."""
+    from PIL import Image
+    with Image.open(path) as im:
+        total = 0
+        for i in range(im.n_frames):
+            im.seek(i)
+            total += im.info["duration"]
+        return im.n_frames, total, im.size
+
+
+def test_replay_gif_of_a_five_step_episode(env3m_limit5, tmp_path):
+    """Everyone stops: env 0's episode is cut at the 5-step limit. The GIF has the first state plus
+    REPLAY_FRAMES_PER_STEP frames per step, each shown REPLAY_FRAME_MS (the last one longer), and
+    the recording stops at env 0's done: steps played after it change nothing."""
+    env = env3m_limit5
+    env.start_recording()
+    env.reset()
+    for t in range(5):
+        *_, done, info = env.step(np.ones((2, 3), np.int64))
+    assert done[0] and info["timeout"][0]
+    for t in range(3):  # the next episode of env 0 is not recorded
+        env.step(np.ones((2, 3), np.int64))
+    path = tmp_path / "videos" / "sub" / "step_5.gif"  # parent folders are created
+    assert env.save_replay(str(path)) == str(path)
+    assert path.stat().st_size > 1000
+    k = games.REPLAY_FRAMES_PER_STEP
+    n, total_ms, size = gif_frames(path)
+    assert n == 1 + 5 * k == 21
+    assert total_ms == 20 * games.REPLAY_FRAME_MS + games.REPLAY_LAST_FRAME_MS
+    assert size == (320, 320)
+    # frames_per_step=1: one frame per step
+    env.start_recording()
+    env.reset()
+    for t in range(5):
+        env.step(np.ones((2, 3), np.int64))
+    assert gif_frames(env.save_replay(str(tmp_path / "k1.gif"), frames_per_step=1))[0] == 6
+
+
+def test_replay_shows_the_played_episode_including_its_last_step(env3m, monkeypatch, tmp_path):
+    """The ticks re-simulated for the GIF end, step after step, in the states the env returned
+    (same key split as the adapter's step), and the final step, whose returned state is already the
+    next episode's, ends with every enemy dead in the won battle."""
+    seen = {}
+
+    def capture(path, smax, first_state, steps, *args, **kwargs):
+        seen.update(first=first_state, steps=steps, kwargs=kwargs)
+        return path
+
+    monkeypatch.setattr(games, "render_smax_gif", capture)
+    env3m.start_recording()
+    obs, state, avail = env3m.reset()
+    returned = [state[0]]
+    while True:
+        obs, state, avail, reward, done, info = env3m.step(scripted_policy(env3m, state, avail))
+        returned.append(state[0])
+        if done[0]:
+            break
+    assert info["won"][0]
+    env3m.save_replay(str(tmp_path / "x.gif"))
+    steps, T = seen["steps"], len(returned) - 1
+    assert len(steps) == T and seen["kwargs"]["outcome"] == "won"
+    half = env3m._smax.map_width / 2
+    for t in range(T):
+        units = returned[t].reshape(-1)[:60].reshape(6, 10)
+        st = seen["first"] if t == 0 else steps[t - 1]
+        pos = np.asarray(st.unit_positions if t == 0 else st.unit_positions[-1])
+        hp = np.asarray(st.unit_health if t == 0 else st.unit_health[-1])
+        alive = np.asarray(st.unit_alive if t == 0 else st.unit_alive[-1])
+        cd = np.asarray(st.unit_weapon_cooldowns if t == 0 else st.unit_weapon_cooldowns[-1])
+        max_hp = np.asarray(env3m._smax.unit_type_health)[0]  # all marines
+        max_cd = np.asarray(env3m._smax.unit_type_weapon_cooldowns)[0]
+        np.testing.assert_allclose(units[:, 1:3], (pos - half) / half * alive[:, None], atol=1e-4)
+        np.testing.assert_allclose(units[:, 0], hp / max_hp * alive, atol=1e-4)
+        # the weapon cooldowns carry SMAX's per-shot random deviation: a wrong step key shows here
+        np.testing.assert_allclose(units[:, 3], cd / max_cd * alive, atol=1e-4)
+    last = np.asarray(steps[-1].unit_alive[-1])
+    assert not last[3:].any() and last[:3].any()  # the killing blow is in the replay
+
+
+def test_no_recording_writes_nothing_and_costs_nothing(env3m_limit5, tmp_path):
+    env = env3m_limit5
+    env.reset()
+    for t in range(6):
+        env.step(np.ones((2, 3), np.int64))
+    assert env._record is None and not env._recording  # nothing copied while not recording
+    with pytest.raises(RuntimeError, match=r"nothing was recorded; call start_recording\(\)"):
+        env.save_replay(str(tmp_path / "videos" / "step_0.gif"))
+    assert list(tmp_path.iterdir()) == []
+    env.start_recording()
+    with pytest.raises(RuntimeError, match="nothing was recorded"):  # armed, but no step played yet
+        env.save_replay(str(tmp_path / "a.gif"))
+    env.start_recording()
+    env.reset()
+    env.step(np.ones((2, 3), np.int64))
+    with pytest.raises(ValueError, match="frames_per_step"):
+        env.save_replay(str(tmp_path / "a.gif"), frames_per_step=9)
+    with pytest.raises(ValueError, match="unknown renderer"):
+        env.save_replay(str(tmp_path / "a.gif"), renderer="ffmpeg")
+    env.save_replay(str(tmp_path / "a.gif"))
+    with pytest.raises(RuntimeError, match="nothing was recorded"):  # a recording is saved once
+        env.save_replay(str(tmp_path / "b.gif"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif"]
+
+
+def test_replay_with_jaxmarls_visualiser(env3m_limit5, tmp_path):
+    """renderer="jaxmarl": jaxmarl's SMAXVisualizer draws a pre-step frame and 8 tick frames per
+    step at 64 ms, which GIF stores as 60 (pillow may merge identical frames, so the summed duration is what is exact).
+    One step of an episode still running, as the visualiser takes about 0.5 s a frame."""
+    env = env3m_limit5
+    env.reset()
+    env.step(np.ones((2, 3), np.int64))
+    env.start_recording()  # mid-episode: records from the next step
+    env.step(np.ones((2, 3), np.int64))
+    path = env.save_replay(str(tmp_path / "viz.gif"), renderer="jaxmarl")
+    n, total_ms, _ = gif_frames(path)
+    assert 1 <= n <= 9 and total_ms == 9 * 60  # 64 ms, stored in GIF centiseconds
+
+
 # ---------------------------------------------------------------- errors
 def test_unknown_map_lists_maps():
     with pytest.raises(ValueError, match=r"unknown map '4m'; maps available: 3m, 8m, .*corridor"):
@@ -337,5 +462,28 @@ def test_sc2_backend_batching_and_auto_reset():
         bad[1, 0] = np.argmin(avail[1, 0])
         with pytest.raises(ValueError, match="env 1 agent 0"):
             env.step(bad)
+    finally:
+        env.close()
+
+
+def test_sc2_save_replay_asks_env_0(tmp_path):
+    """save_replay() sends env 0's worker a command that calls StarCraft2Env.save_replay() with the
+    replay written next to the given path; SMAC returns None, so the file's path is looked up."""
+    env = games.SC2StarCraft("3m", num_envs=2, seed=10, make_env=fake_sc2.make_fake)
+    try:
+        obs, state, avail = env.reset()
+        with pytest.raises(RuntimeError, match="nothing was recorded"):
+            env.save_replay(str(tmp_path / "videos" / "step_0.gif"))
+        env.start_recording()
+        for _ in range(4):
+            obs, state, avail, *_ = env.step(np.argmax(avail, -1))
+        out = env.save_replay(str(tmp_path / "videos" / "step_4.gif"))
+        files = list((tmp_path / "videos").iterdir())
+        assert len(files) == 1 and out == str(files[0])
+        assert files[0].name.startswith("step_4_") and files[0].suffix == ".SC2Replay"
+        seed, episodes = files[0].read_text().split()[1:4:2]
+        assert seed == "10" and int(episodes) >= 1  # env 0 (seed 10), not env 1 (seed 11)
+        with pytest.raises(RuntimeError, match="nothing was recorded"):  # saved once
+            env.save_replay(str(tmp_path / "videos" / "step_8.gif"))
     finally:
         env.close()
