@@ -457,6 +457,7 @@ class SMAXStarCraft:
         self._reset = jax.jit(jax.vmap(reset_one))
         self._step = jax.jit(jax.vmap(step_one), donate_argnums=0)
         self._resimulate = jax.jit(resimulate)  # compiled on the first save_replay only
+        self._env0 = jax.jit(lambda carry: jax.tree.map(lambda x: x[0], carry))  # one dispatch
         self._jax, self._jnp, self._smax = jax, jnp, env
         self._carry = None
         self._avail = None
@@ -488,9 +489,10 @@ class SMAXStarCraft:
             raise RuntimeError("call reset() before step()")
         a = _check_actions(actions, self._avail, (self.num_envs, self.n_agents))
         if self._recording:  # env 0's pre-step key and state, copied before _step donates the carry
-            key, s = self._jax.tree.map(lambda x: np.array(x[0]), self._carry[:2])
+            key, s, length = self._jax.device_get(self._env0((self._carry[0], self._carry[1],
+                                                              self._carry[3])))
             if not self._record:
-                self._record_start = int(self._carry[3][0])  # steps env 0 had played before
+                self._record_start = int(length)  # steps env 0 had played before the recording
             self._record.append((key, s, a[0].copy()))
         self._carry, packed = self._step(self._carry, self._jnp.asarray(a, self._jnp.int32))
         obs, state, avail, out = self._unpack(packed)
