@@ -63,9 +63,10 @@ Replays (the scripts' --capture-video)
   (`render_smax_gif`, matplotlib's Agg canvas + pillow, no ffmpeg) draws in the visualiser's look,
   zoomed on the units, with health bars: 1 + 4 x steps frames (REPLAY_FRAMES_PER_STEP), 60 ms each
   (about 2x real time), the last held 1.5 s; about 15 ms a frame, i.e. 1-2 s for a 20-step 3m
-  episode and 4-5 s for a 71-step 2s3z one, on one busy CPU core. `renderer="jaxmarl"` draws the same ticks with
-  jaxmarl's `SMAXVisualizer` (9 frames a step; about 0.5 s a frame, mostly eager `lax.cond`
-  calls and a second full-figure draw per frame: minutes for one episode).
+  episode and 4-5 s for a 71-step 2s3z one, on one busy CPU core. `renderer="jaxmarl"` draws the
+  same ticks with jaxmarl's `SMAXVisualizer` (9 frames a step; about 0.5 s a frame, mostly
+  eager `lax.cond` calls and a second full-figure draw per frame: minutes for one episode).
+  The first save_replay in a process also compiles the re-simulation (1-4 s).
 - SC2: StarCraft II records its own game; save_replay() has env 0's worker call SMAC's
   `StarCraft2Env.save_replay()` with replay_dir/replay_prefix set so the file lands next to
   `path` as `<stem>_<UTC time>.SC2Replay`. SMAC plays a worker's episodes inside one SC2 game, so
@@ -604,7 +605,8 @@ def render_smax_gif(path, smax, first_state, steps, title, frames_per_step=REPLA
     ax.add_patch(Rectangle((0, 0), *size, fill=False, edgecolor="black", linewidth=1.5))  # map border
     heading = ax.set_title("", fontsize=9)
     ally = np.arange(U) < n_allies
-    body = [ax.add_patch(Circle((0, 0), radius[u], color="blue" if ally[u] else "green")) for u in range(U)]
+    body = [ax.add_patch(Circle((0, 0), radius[u], color="blue" if ally[u] else "green"))
+            for u in range(U)]
     label = [ax.text(0, 0, letters[u], fontsize=6, color="white", ha="center", va="center")
              for u in range(U)]
     bar = [ax.add_patch(Rectangle((0, 0), 0, 0.18, color="black", linewidth=0)) for _ in range(U)]

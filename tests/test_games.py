@@ -377,7 +377,8 @@ def test_no_recording_writes_nothing_and_costs_nothing(env3m_limit5, tmp_path):
 
 def test_replay_with_jaxmarls_visualiser(env3m_limit5, tmp_path):
     """renderer="jaxmarl": jaxmarl's SMAXVisualizer draws a pre-step frame and 8 tick frames per
-    step at 64 ms, which GIF stores as 60 (pillow may merge identical frames, so the summed duration is what is exact).
+    step at 64 ms, which GIF stores as 60 (pillow may merge identical frames, so the summed duration
+    is what is exact).
     One step of an episode still running, as the visualiser takes about 0.5 s a frame."""
     env = env3m_limit5
     env.reset()
