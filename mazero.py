@@ -384,7 +384,7 @@ def push_frame(stack, obs, new_episode):
 def flatten_stack(stack):
     """[..., S, n, d] -> [..., n, S*d]: each agent sees its own S frames (Sec. 4.1: o^i_{<=t})."""
     x = np.moveaxis(stack, -3, -2)
-    return x.reshape(*x.shape[:-2], -1)
+    return x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])  # not -1: an empty batch has no size to infer
 
 
 class Replay:
@@ -472,11 +472,12 @@ def make_batch(replay, target_model, args, cfg, rng, device, beta, clock):
     rewards = np.where(real[:, :K], replay.reward[posc[:, :K]], 0.0)                  # u_{t+k}, k < K
 
     target_model.eval()
-    boot = pos + n < end[:, None]
-    with torch.inference_mode():
-        _, v_logits, _ = target_model.initial(torch.as_tensor(replay.stacked((pos + n)[boot]), device=device))  # s_{t+n}
+    boot = pos + n < end[:, None]  # can be empty: short games, or a small batch near the games' ends
     boot_value = np.zeros(pos.shape)
-    boot_value[boot] = support_to_scalar(v_logits, args.support_size).cpu().numpy()
+    if boot.any():
+        with torch.inference_mode():
+            _, v_logits, _ = target_model.initial(torch.as_tensor(replay.stacked((pos + n)[boot]), device=device))
+        boot_value[boot] = support_to_scalar(v_logits, args.support_size).cpu().numpy()  # v^-(s_{t+n})
     z = value_targets(replay.reward, end, pos, boot_value, n, args.gamma)
 
     out, _ = search(target_model, torch.as_tensor(obs[real], device=device), replay.legal[pos[real]], cfg, rng,

@@ -130,17 +130,17 @@ def test_model_variants_shapes_residual_and_gradients(variant):
     assert any(name.startswith("comm") for name in changed) == (not variant)
 
 
-def tiny_setup(seed, **kw):
-    """A 2-agent model and a replay of two short games, no environment."""
+def tiny_setup(seed, lengths=(5, 7), **kw):
+    """A 2-agent model and a replay of two short games (of `lengths` positions), no environment."""
     torch.manual_seed(seed)
-    args = mazero.Args(hidden_size=16, batch_size=6, num_sampled=4, num_simulations=6, unroll_steps=3, td_steps=2,
-                       stacked_observations=2, **kw)
+    args = mazero.Args(**{**dict(hidden_size=16, batch_size=6, num_sampled=4, num_simulations=6, unroll_steps=3,
+                                 td_steps=2, stacked_observations=2), **kw})
     n, d, A = 2, 5, 4
     model, target = mazero.MAZeroNet(n, d, A, args), mazero.MAZeroNet(n, d, A, args)
     target.load_state_dict(model.state_dict())
     replay = mazero.Replay(32, n, d, A, args.stacked_observations)
     rng = np.random.default_rng(seed)
-    for T in (5, 7):
+    for T in lengths:
         legal = rng.random((T, n, A)) < 0.7
         legal[..., 1] = True
         replay.add_game(rng.normal(size=(T, n, d)), rng.integers(0, A, (T, n)), rng.random(T), legal)
@@ -185,6 +185,23 @@ def test_reanalyse_bootstraps_from_the_position_n_steps_ahead(monkeypatch):
     ahead = (pos + args.td_steps)[pos + args.td_steps < replay.end[b["idx"]][:, None]]
     assert len(ahead) > 0
     torch.testing.assert_close(seen[0], torch.as_tensor(replay.stacked(ahead)))  # the first call is the bootstrap
+
+
+@pytest.mark.parametrize("lengths, batch_size", [((2, 3), 5), ((1, 1, 1), 2)])
+def test_reanalyse_when_no_position_can_bootstrap(lengths, batch_size):
+    """Games no longer than n = td_steps: no sampled position has pos + n < end, so nothing is bootstrapped and the
+    targets are the plain discounted reward sums to the end (this used to crash reshaping an empty array)."""
+    args, model, target, replay, rng = tiny_setup(0, lengths, td_steps=4, batch_size=batch_size)
+    assert mazero.flatten_stack(np.zeros((0, 2, 3, 5))).shape == (0, 3, 10)
+    cfg = mazero.search_config(args, args.num_simulations)
+    b = mazero.make_batch(replay, target, args, cfg, rng, torch.device("cpu"), 0.4, {"model": 0.0, "tree": 0.0})
+    pos = b["idx"][:, None] + np.arange(args.unroll_steps + 1)
+    end = replay.end[b["idx"]][:, None]
+    want = [[sum(args.gamma ** i * replay.reward[p + i] for i in range(e - p)) if p < e else 0.0
+             for p, e in zip(row, np.broadcast_to(end_row, row.shape))] for row, end_row in zip(pos, end)]
+    np.testing.assert_allclose(b["z"].numpy(), want, rtol=1e-5, atol=1e-6)
+    out, priority = mazero.train_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), b, args)
+    assert np.isfinite(list(out.values())).all() and priority.shape == (batch_size,)
 
 
 def test_search_keeps_root_legal_actions_inside_the_tree():
