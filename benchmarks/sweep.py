@@ -507,9 +507,12 @@ def report(summary, metric, order, groups):
         if not rows:
             continue
         r = rows[-1]
-        walls = [sum(a.get("wall_seconds") or 0 for a in read_status(g[4].parent.parent)["attempts"])
-                 for g in groups[key]]
-        wall = f", wall per run {hms(np.mean(walls))}" if any(walls) else ""
+        walls = []  # runs that finished: the sum of their attempts' wall times (a resumed run had several)
+        for g in groups[key]:
+            attempts = read_status(g[4].parent.parent)["attempts"]
+            if attempts and attempts[-1].get("exit_code") == 0:
+                walls.append(sum(a.get("wall_seconds") or 0 for a in attempts))
+        wall = f", wall per finished run {hms(np.mean(walls))} ({len(walls)} runs)" if walls else ""
         ci = f" [{r[7]:.3f}, {r[8]:.3f}]" if r[5] >= 2 else ""
         print(f"[plot] {'/'.join(key)}: {metric} at step {r[4]:,} over {r[5]} seeds: mean {r[6]:.3f}{ci}{wall}")
 
