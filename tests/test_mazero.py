@@ -224,6 +224,31 @@ def test_search_keeps_root_legal_actions_inside_the_tree():
     assert out.visit_counts.sum(1).tolist() == [20] * B
 
 
+def test_search_reuses_and_grows_its_latent_table():
+    """The [B, N + 1, n, H] table is one buffer across searches, grown when a search needs more; what an earlier,
+    larger search left in it does not leak into a later one."""
+    args, model, _, _, _ = tiny_setup(3)
+    model.eval()
+    n, A = 2, 4
+    legal = np.ones((5, n, A), bool)
+    obs = torch.randn(5, n, args.stacked_observations * 5)
+    mazero._latent_buffers.clear()
+
+    def run(B, N):
+        out, _ = mazero.search(model, obs[:B], legal[:B], mazero.search_config(args, N), np.random.default_rng(0), True)
+        (buf,) = mazero._latent_buffers.values()
+        return out, buf
+
+    first, buf = run(3, 6)
+    assert buf.numel() == 3 * 7 * n * args.hidden_size
+    _, bigger = run(5, 12)
+    assert bigger.numel() == 5 * 13 * n * args.hidden_size
+    again, same = run(3, 6)
+    assert same is bigger  # not reallocated for a smaller search
+    for name in ("actions", "visit_counts", "child_value", "root_value"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+
+
 @pytest.mark.parametrize("tau", [1.0, 0.5, 0.0])
 def test_self_play_action_follows_visit_counts_to_the_power_one_over_tau(tau):
     visits = np.array([[60, 30, 10, 0], [0, 0, 100, 0], [50, 50, 0, 0]])
