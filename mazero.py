@@ -15,13 +15,18 @@ Where this script departs from the paper (P) or the authors' code (C, liuqh16/MA
   * AWPO (Eq. 10/14) as C: the advantages are standardised over the batch and exp(A/alpha) is clipped at 3; the paper
     uses the raw advantage, unclipped (--awpo-weight-clip inf drops the clip; the standardisation stays).
   * Support: atoms at the integers -5..5 of h(x) space (the authors' DiscreteSupport(-5, 5), 11 atoms; P says "ten bins").
-  * Reward head: R(s_{t,k}, a_{t+k}) from the state the action is taken in, as Eq. 4 (C feeds it the next state).
+  * Reward head: R(s_{t,k}, a_{t+k}) from the state the action is taken in, as Eq. 4 (C feeds it the next state,
+    R(s_{t,k+1}, a_{t+k}): --reward-from-next-state).
   * Value and reward losses run over every unroll step, past the episode end with zero targets (absorbing state, as C);
     Eq. 13 starts the value sum at k=1, C at k=0 (done here). Policy and consistency losses are masked past the end.
-  * Policy loss: log pi is the softmax over the legal actions of s_{t+k} (C: over all actions). The search masks its
-    roots; an unmasked softmax taught the policy that attacks (legal only in range) are improbable, and the search then
-    hardly ever sampled them (3m: the training return fell below a random policy's within 5k steps).
-  * Legal masks apply inside the tree too: each node's policy is masked with its root's legal actions (see search).
+  * Policy loss: log pi is the softmax over the legal actions of s_{t+k} (C: over all actions, and a 1e-4 floor on
+    every legal action's root prior in the search: --policy-softmax all). The search masks its roots; an unmasked
+    softmax taught the policy that attacks (legal only in range) are improbable, and the search then hardly ever
+    sampled them (3m, before the bootstrap fix: the training return fell below a random policy's within 5k steps).
+  * Legal masks apply inside the tree too: each node's policy is masked with its root's legal actions (see search;
+    C masks the root only: --tree-legal-mask root).
+  * Gradient scaling: the gradient s_{t,k} passes on to the next unroll step is halved (MuZero's pseudocode); C halves
+    all of s_{t,k}'s gradient, its own reward/value/policy/consistency heads' included (--grad-scale-hook).
   * Latent states are not min-max normalised (EfficientZero does it for images): h and every g block end in LayerNorm,
     and g adds its output to the previous latent (residual, Appendix B.1), as C.
   * Target network: a copy of the online weights every 200 updates (C pushes weights that are 200 updates old, so its
@@ -137,6 +142,18 @@ class Args:
     """communication network e (Eq. 4); --no-communication: e = 0 (Fig. 6 ablation)"""
     flattened_model: bool = False
     """dynamics as one MLP over all agents' concatenated latents and actions (Fig. 6 "Flattened" ablation)"""
+    tree_legal_mask: str = "all-nodes"
+    """where the search applies the root's legal actions: all-nodes (every expanded node's policy is masked with them)
+    or root (the root only, as the authors' code: deeper nodes sample from the unmasked policy)"""
+    policy_softmax: str = "legal"
+    """log pi of the policy loss: legal (softmax over the legal actions of s_{t+k}) or all (over all actions, as the
+    authors' code; the search's root prior then gets the authors' 1e-4 floor on every legal action)"""
+    grad_scale_hook: bool = False
+    """halve the whole gradient into s_{t,k}, k >= 1, its own heads' included (the authors' register_hook); default:
+    halve only the gradient passed on to the next unroll step (MuZero's pseudocode)"""
+    reward_from_next_state: bool = False
+    """reward head on the state after the dynamics, R(s_{t,k+1}, a_{t+k}) (the authors' code); default
+    R(s_{t,k}, a_{t+k}) (paper Eq. 4)"""
     hidden_size: int = 128
     """latent size per agent (paper Appendix B.1: 128)"""
     support_size: int = 5
@@ -268,13 +285,14 @@ class MAZeroNet(nn.Module):
         H, S = args.hidden_size, args.support_size
         self.n, self.A, self.H, self.S = n, A, H, S
         self.communication, self.flattened = args.communication, args.flattened_model
+        self.reward_from_next_state = args.reward_from_next_state
         self.representation = Representation(args.stacked_observations * obs_dim, H)
         if self.flattened:  # Fig. 6 "Flattened": one MLP maps all latents and actions to all next latents
             self.dynamics = mlp([n * (H + A), n * H, n * H, n * H])
         else:  # g, shared by the agents
             self.comm = Communication(n, H, A)
             self.dynamics = mlp([2 * H + A, 128, 128, H])
-        self.reward = head([n * (H + A), 32], 2 * S + 1)  # R(s_{t,k}, a_{t+k}), global
+        self.reward = head([n * (H + A), 32], 2 * S + 1)  # R(s_{t,k}, a_{t+k}) (or of s_{t,k+1}), global
         self.value = head([n * H, 32], 2 * S + 1)         # V(s_{t,k}), global
         self.policy = head([H, 32], A)                    # P(s^i_{t,k}), per agent
         self.projection = mlp([n * H, 128, 128])          # SimSiam projector and predictor (C: 128/128/64/128)
@@ -291,14 +309,15 @@ class MAZeroNet(nn.Module):
 
     def recurrent(self, s, a):
         """One step of Eq. 4 from s_{t,k} [B, n, H] with joint action a_{t+k} [B, n]:
-        e = e(s, a); s^i_{t,k+1} = s^i_{t,k} + g(s^i_{t,k}, a^i, e^i) (residual, Appendix B.1); r_{t,k} = R(s_{t,k}, a)."""
+        e = e(s, a); s^i_{t,k+1} = s^i_{t,k} + g(s^i_{t,k}, a^i, e^i) (residual, Appendix B.1); r_{t,k} = R(s_{t,k}, a)
+        (with --reward-from-next-state R(s_{t,k+1}, a), as the authors' code)."""
         a = F.one_hot(a, self.A).float()  # [B, n, A]
-        r_logits = self.reward(torch.cat([s, a], -1).flatten(1))
         if self.flattened:
             s_next = s + self.dynamics(torch.cat([s, a], -1).flatten(1)).view_as(s)
         else:
             e = self.comm(s, a) if self.communication else torch.zeros_like(s)
             s_next = s + self.dynamics(torch.cat([s, a, e], -1))
+        r_logits = self.reward(torch.cat([s_next if self.reward_from_next_state else s, a], -1).flatten(1))
         return (s_next, r_logits, *self.predict(s_next))
 
     def project(self, s, with_predictor):
@@ -308,7 +327,9 @@ class MAZeroNet(nn.Module):
 
 
 def scale_gradient(x, scale):
-    """Identity forward, gradient times `scale` (MuZero halves the latent's gradient at each unroll step; C too)."""
+    """Identity forward, gradient times `scale`. MuZero's pseudocode halves the gradient that s_{t,k} passes on to the
+    next unroll step (done here); the authors' code halves all of s_{t,k}'s gradient, its own heads' included, with a
+    register_hook on the state (--grad-scale-hook)."""
     return x * scale + x.detach() * (1 - scale)
 
 
@@ -331,19 +352,33 @@ def latent_table(B, M, shape, device, dtype):
     return buf[:size].view(B, M, *shape)
 
 
-def search(model, obs, legal, cfg, rng, add_noise, clock=None):
+AUTHORS_PRIOR_FLOOR = 1e-4
+"""the authors' search adds 1e-4 to every legal action's root prior before renormalising (mcts_sampled.py)"""
+
+
+def search_options(args):
+    """search()'s keyword arguments for --tree-legal-mask and --policy-softmax."""
+    return dict(mask_tree=args.tree_legal_mask == "all-nodes",
+                prior_floor=AUTHORS_PRIOR_FLOOR if args.policy_softmax == "all" else 0.0)
+
+
+def search(model, obs, legal, cfg, rng, add_noise, clock=None, mask_tree=True, prior_floor=0.0):
     """Run one batched search from obs [B, n, S*d] (tensor) with root masks legal [B, n, A] (numpy bool).
     Returns ctree_numpy's SearchOutput and the predicted root values v(s) [B] (numpy).
 
-    The model knows nothing of legality and ctree masks the root only, so every expanded node's policy is masked with
-    its root's legal actions: a dead agent stays dead, a dead enemy is not attacked, an enemy out of range at the root
-    stays out of range within the tree. Unmasked, the tree sampled attacks that were illegal (the policy is trained on
-    legal actions only, see policy_loss) and the reward model paid for them: on 3m the search's root value rose to
-    twice the realised return and acting got worse as training went on."""
+    The model knows nothing of legality and ctree masks the root only, so with mask_tree every expanded node's policy
+    is masked with its root's legal actions: a dead agent stays dead, a dead enemy is not attacked, an enemy out of
+    range at the root stays out of range within the tree (but an enemy killed inside the tree stays attackable).
+    Unmasked (mask_tree=False, the authors' code), the tree sampled attacks that were illegal and the reward model
+    paid for them: on 3m, before the bootstrap fix, the search's root value rose to twice the realised return.
+    prior_floor > 0: the root prior is (softmax over all actions + floor) on the legal actions, renormalised, as the
+    authors' code (their Dirichlet noise gets the same floor, which is not reproduced: <= 0.25e-4 of beta)."""
     B, S = obs.shape[0], model.S
     with torch.inference_mode():
         root_legal = torch.as_tensor(legal, device=obs.device)
         s0, v_logits, p_logits = model.initial(obs)
+        if prior_floor > 0:  # ctree's softmax over the legal actions of log(p + floor) is (p + floor) renormalised
+            p_logits = torch.log(p_logits.softmax(-1) + prior_floor)
         table = latent_table(B, cfg.num_simulations + 1, s0.shape[1:], obs.device, s0.dtype)  # [B, N + 1, n, H]
         table[:, 0] = s0
         rows = torch.arange(B, device=obs.device)
@@ -355,7 +390,8 @@ def search(model, obs, legal, cfg, rng, add_noise, clock=None):
             parent, action = torch.from_numpy(parent).to(obs.device), torch.from_numpy(action).to(obs.device)
             s, r_logits, v_logits, p_logits = model.recurrent(table[rows, parent], action)
             table[:, node] = s
-            p_logits = torch.where(root_legal, p_logits, -1e9)  # inside the tree: the root's legal actions
+            if mask_tree:
+                p_logits = torch.where(root_legal, p_logits, -1e9)  # inside the tree: the root's legal actions
             out = [support_to_scalar(r_logits, S), support_to_scalar(v_logits, S), p_logits]  # scalars into the tree
             out = [x.cpu().numpy() for x in out]
             model_time += time.perf_counter() - t0
@@ -496,7 +532,7 @@ def make_batch(replay, target_model, args, cfg, rng, device, beta, clock):
     z = value_targets(replay.reward, end, pos, boot_value, n, args.gamma)
 
     out, _ = search(target_model, torch.as_tensor(obs[real], device=device), replay.legal[pos[real]], cfg, rng,
-                    add_noise=True, clock=clock)                                    # as C, with root noise
+                    add_noise=True, clock=clock, **search_options(args))           # with root noise, as the authors
     Ks = args.num_sampled
     sampled = np.zeros((*real.shape, Ks, replay.action.shape[-1]), np.int64)
     omega, adv, valid = np.zeros((*real.shape, Ks)), np.zeros((*real.shape, Ks)), np.zeros((*real.shape, Ks), bool)
@@ -516,13 +552,16 @@ def cross_entropy(logits, target):
     return -(target * logits.log_softmax(-1)).sum(-1)
 
 
-def policy_loss(p_logits, legal, sampled, coef):
+def policy_loss(p_logits, legal, sampled, coef, legal_softmax=True):
     """l_p of Eq. 14: -sum_a coef(a) log pi(a | s_{t,k}), log pi(a) = sum_i log P(a^i | s^i_{t,k}) over the joint
     action; coef = omega(a) exp(A^/alpha) (AWPO) or omega(a) (BC). p_logits, legal [B, n, A], sampled [B, Ks, n].
-    pi is the softmax over the legal actions of s_{t+k}, as the search's root prior: a plain softmax would push an
-    attack's logit down in every state where it is illegal, and the search would then rarely sample it when it is legal.
-    Masked entries get -1e9, not -inf, so that padded slots (coef 0) give 0, not NaN."""
-    logp = torch.where(legal, p_logits, -1e9).log_softmax(-1).gather(2, sampled.transpose(1, 2)).sum(1)  # [B, Ks]
+    legal_softmax: pi is the softmax over the legal actions of s_{t+k}, as the search's root prior: a plain softmax (the
+    authors', legal_softmax=False) pushes an attack's logit down in every state where it is illegal, and the search then
+    rarely samples it when it is legal (before the bootstrap fix: 3m's training return fell below a random policy's
+    within 5k steps). Masked entries get -1e9, not -inf, so that padded slots (coef 0) give 0, not NaN."""
+    if legal_softmax:
+        p_logits = torch.where(legal, p_logits, -1e9)
+    logp = p_logits.log_softmax(-1).gather(2, sampled.transpose(1, 2)).sum(1)  # [B, Ks]
     return -(coef * logp).sum(-1)
 
 
@@ -535,17 +574,22 @@ def train_step(model, optimizer, b, args):
         target_z = model.project(model.representation(b["obs"][:, 1:].flatten(0, 1)), False).view(len(s), K, -1)
     priority = (support_to_scalar(v_logits.detach(), S) - b["z"][:, 0]).abs().cpu().numpy() + 1e-6
     l_value = cross_entropy(v_logits, scalar_to_support(b["z"][:, 0], S))
-    l_policy = policy_loss(p_logits, b["legal"][:, 0], b["sampled"][:, 0], b["coef"][:, 0])
+    legal_softmax = args.policy_softmax == "legal"
+    l_policy = policy_loss(p_logits, b["legal"][:, 0], b["sampled"][:, 0], b["coef"][:, 0], legal_softmax)
     l_reward = torch.zeros_like(l_value)
     l_consistency = torch.zeros_like(l_value)
     for k in range(1, K + 1):
         s, r_logits, v_logits, p_logits = model.recurrent(s, b["actions"][:, k - 1])
+        if args.grad_scale_hook:  # the authors': all of s_{t,k}'s gradient, from its heads and from step k + 1
+            s.register_hook(lambda grad: grad * 0.5)
         l_reward = l_reward + cross_entropy(r_logits, scalar_to_support(b["rewards"][:, k - 1], S))
         l_value = l_value + cross_entropy(v_logits, scalar_to_support(b["z"][:, k], S))
-        l_policy = l_policy + policy_loss(p_logits, b["legal"][:, k], b["sampled"][:, k], b["coef"][:, k])
+        l_policy = l_policy + policy_loss(p_logits, b["legal"][:, k], b["sampled"][:, k], b["coef"][:, k],
+                                          legal_softmax)
         cos = F.cosine_similarity(model.project(s, True), target_z[:, k - 1], dim=-1)
         l_consistency = l_consistency - cos * b["real"][:, k]
-        s = scale_gradient(s, 0.5)
+        if not args.grad_scale_hook:
+            s = scale_gradient(s, 0.5)  # MuZero: only the gradient passed on to step k + 1
     w = b["is_weight"]
     losses = dict(reward=(w * l_reward).mean(), value=(w * l_value).mean(), policy=(w * l_policy).mean(),
                   consistency=(w * l_consistency).mean())
@@ -576,7 +620,7 @@ def evaluate(model, env, args, device, cfg=None, rng=None):
                 logits = model.initial(x)[2].cpu().numpy()
             actions = np.where(legal > 0, logits, -np.inf).argmax(-1)
         else:
-            out, _ = search(model, x, legal > 0, cfg, rng, add_noise=False)
+            out, _ = search(model, x, legal > 0, cfg, rng, add_noise=False, **search_options(args))
             actions = out.actions[np.arange(E), out.visit_counts.argmax(1)]
         obs, _, legal, _, done, info = env.step(actions)
         for e in np.flatnonzero(done & (done_count < quota)):
@@ -622,6 +666,9 @@ def validate(args):
         (args.num_envs >= 1, f"--num-envs must be >= 1, got {args.num_envs}"),
         (0.0 < args.gamma <= 1.0, f"--gamma must be in (0, 1], got {args.gamma}"),
         (args.policy_loss in ("awpo", "bc"), f"--policy-loss must be awpo or bc, got {args.policy_loss!r}"),
+        (args.tree_legal_mask in ("all-nodes", "root"),
+         f"--tree-legal-mask must be all-nodes or root, got {args.tree_legal_mask!r}"),
+        (args.policy_softmax in ("legal", "all"), f"--policy-softmax must be legal or all, got {args.policy_softmax!r}"),
         (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
         (min(args.unroll_steps, args.td_steps, args.stacked_observations) >= 1,
          "--unroll-steps, --td-steps and --stacked-observations must be >= 1"),
@@ -749,7 +796,7 @@ if __name__ == "__main__":
         model.eval()
         t0 = time.perf_counter()
         out, _ = search(model, torch.as_tensor(flatten_stack(stack), device=device), legal > 0, act_cfg, rng,
-                        add_noise=True, clock=clock)
+                        add_noise=True, clock=clock, **search_options(args))
         sims_per_second = E * act_cfg.num_simulations / (time.perf_counter() - t0)
         slot = sample_slot(out.visit_counts, args.action_temperature, rng)         # [E]
         actions = out.actions[np.arange(E), slot]                                   # [E, n]

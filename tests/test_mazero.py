@@ -110,6 +110,12 @@ def test_policy_loss_is_joint_log_likelihood():
     torch.testing.assert_close(loss, coef.sum(-1) * n * math.log(A - 1))
     padded = mazero.policy_loss(torch.zeros(B, n, A), legal, torch.zeros_like(sampled), torch.zeros_like(coef))
     assert torch.equal(padded, torch.zeros(B))  # padded slots (action 0, coef 0) give 0, not NaN
+    # --policy-softmax all (the authors'): the illegal action keeps its probability and its logit is pushed down
+    logits = torch.zeros(B, n, A, requires_grad=True)
+    loss = mazero.policy_loss(logits, legal, sampled, coef, legal_softmax=False)
+    torch.testing.assert_close(loss, coef.sum(-1) * n * math.log(A))
+    loss.sum().backward()
+    torch.testing.assert_close(logits.grad[:, :, 0], (coef.sum(-1) / A)[:, None].expand(B, n))
 
 
 @pytest.mark.parametrize("variant", [{}, {"communication": False}, {"flattened_model": True}])
@@ -204,8 +210,11 @@ def test_reanalyse_when_no_position_can_bootstrap(lengths, batch_size):
     assert np.isfinite(list(out.values())).all() and priority.shape == (batch_size,)
 
 
-def test_search_keeps_root_legal_actions_inside_the_tree():
-    args, model, _, _, rng = tiny_setup(1)
+@pytest.mark.parametrize("tree_legal_mask", ["all-nodes", "root"])
+def test_search_keeps_root_legal_actions_inside_the_tree(tree_legal_mask):
+    """all-nodes: no node below the root samples an action illegal at the root; root (the authors'): the policy, which
+    prefers action 0 (illegal at every root), makes the nodes below the root sample it."""
+    args, model, _, _, rng = tiny_setup(1, tree_legal_mask=tree_legal_mask)
     model.eval()
     with torch.no_grad():  # a policy head that prefers action 0 everywhere
         model.policy[1].bias.copy_(torch.tensor([8.0, 0.0, 0.0, 0.0]))
@@ -218,10 +227,43 @@ def test_search_keeps_root_legal_actions_inside_the_tree():
     model.recurrent = lambda s, a: (taken.append(a.clone()), recurrent(s, a))[1]
     obs = torch.randn(B, n, args.stacked_observations * 5)
     cfg = mazero.search_config(args, 20)
-    out, _ = mazero.search(model, obs, legal, cfg, rng, add_noise=True)
+    out, _ = mazero.search(model, obs, legal, cfg, rng, add_noise=True, **mazero.search_options(args))
     taken = torch.stack(taken).numpy()  # [N, B, n]: the action expanded at every simulation, any depth
-    assert len(taken) == 20 and (taken != 0).all() and (taken[:, 0, 1] == 2).all()
-    assert out.visit_counts.sum(1).tolist() == [20] * B
+    assert len(taken) == 20 and out.visit_counts.sum(1).tolist() == [20] * B
+    assert legal[np.arange(B)[:, None, None], np.arange(n), out.actions][out.valid].all()  # root children: legal
+    if tree_legal_mask == "all-nodes":
+        assert (taken != 0).all() and (taken[:, 0, 1] == 2).all()
+    else:
+        assert (taken == 0).mean() > 0.3 and (taken[:, 0, 1] != 2).any()
+
+
+@pytest.mark.parametrize("prior_floor", [0.0, mazero.AUTHORS_PRIOR_FLOOR])
+def test_root_prior_floor_is_the_authors(monkeypatch, prior_floor):
+    """--policy-softmax all: the root prior ctree computes (softmax over the legal actions of the logits it is given)
+    is the authors' (softmax over all actions x legal + 1e-4 x legal) / sum; without the floor it is the legal softmax
+    of the policy head."""
+    args, model, _, _, rng = tiny_setup(2)
+    with torch.no_grad():
+        model.policy[1].bias.copy_(torch.tensor([0.0, 12.0, -3.0, 0.0]))
+    seen = []
+    ctree_search = mazero.ctree_numpy.search
+    monkeypatch.setattr(mazero.ctree_numpy, "search", lambda fn, v, logits, *a, **kw: (
+        seen.append(np.asarray(logits)), ctree_search(fn, v, logits, *a, **kw))[1])
+    B, n, A = 6, 2, 4
+    legal = np.random.default_rng(0).random((B, n, A)) < 0.6
+    legal[..., 2] = True
+    obs = torch.randn(B, n, args.stacked_observations * 5)
+    mazero.search(model, obs, legal, mazero.search_config(args, 4), rng, add_noise=False, prior_floor=prior_floor)
+    ctree_prior = torch.where(torch.as_tensor(legal), torch.as_tensor(seen[0]), -torch.inf).softmax(-1).numpy()
+    with torch.no_grad():
+        logits = model.initial(obs)[2]
+    if prior_floor:
+        want = (logits.softmax(-1).numpy() + 1e-4) * legal
+        want /= want.sum(-1, keepdims=True)
+        assert ctree_prior[legal].min() > 0.9e-4  # every legal action keeps some prior, however small its logit
+    else:
+        want = torch.where(torch.as_tensor(legal), logits, -torch.inf).softmax(-1).numpy()
+    np.testing.assert_allclose(ctree_prior, want, rtol=1e-4, atol=1e-9)
 
 
 def test_search_reuses_and_grows_its_latent_table():
@@ -262,6 +304,47 @@ def test_self_play_action_follows_visit_counts_to_the_power_one_over_tau(tau):
         expected = visits ** (1 / tau) / (visits ** (1 / tau)).sum(1, keepdims=True)
     np.testing.assert_allclose(freq / draws, expected, atol=0.015)
     assert freq[visits == 0].sum() == 0  # an unvisited child is never played
+
+
+def test_reward_head_input_follows_reward_from_next_state():
+    """Eq. 4 (default): R(s_{t,k}, a); --reward-from-next-state (the authors'): R(s_{t,k+1}, a)."""
+    for flag in (False, True):
+        args = mazero.Args(hidden_size=16, reward_from_next_state=flag)
+        torch.manual_seed(0)
+        model = mazero.MAZeroNet(2, 5, 4, args).eval()
+        seen = []
+        model.reward.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+        s, a = torch.randn(3, 2, 16), torch.randint(0, 4, (3, 2))
+        with torch.no_grad():
+            s_next = model.recurrent(s, a)[0]
+        onehot = torch.nn.functional.one_hot(a, 4).float()
+        torch.testing.assert_close(seen[0], torch.cat([s_next if flag else s, onehot], -1).flatten(1))
+        assert not torch.allclose(s_next, s)
+
+
+def test_grad_scale_hook_halves_the_gradient_of_the_states_own_heads():
+    """K = 1: ours halves only what s_{t,1} passes on to step 2 (none here), so nothing changes; the authors' hook
+    halves all of s_{t,1}'s gradient, so the dynamics (reached only through s_{t,1}) get exactly half, the heads the
+    same gradient, and the representation a different one."""
+    import copy
+
+    grads = {}
+    for hook in (False, True):
+        args, model, target, replay, rng = tiny_setup(0, unroll_steps=1, grad_scale_hook=hook, max_grad_norm=math.inf)
+        cfg = mazero.search_config(args, args.num_simulations)
+        b = mazero.make_batch(replay, target, args, cfg, rng, torch.device("cpu"), 0.4, {"model": 0.0, "tree": 0.0})
+        torch.manual_seed(5)  # the same dropout masks
+        mazero.train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), b, args)
+        grads[hook] = {k: q.grad.clone() for k, q in model.named_parameters() if q.grad is not None}
+    for name, g in grads[False].items():
+        h = grads[True][name]
+        if name.startswith(("dynamics", "comm")):
+            torch.testing.assert_close(h, 0.5 * g)
+        elif name.startswith(("value", "policy", "reward", "projection", "predictor")):
+            torch.testing.assert_close(h, g)
+    rep = [name for name in grads[False] if name.startswith("representation")]
+    assert any(not torch.allclose(grads[True][k], grads[False][k]) for k in rep)
+    assert any(g.abs().sum() > 0 for k, g in grads[False].items() if k.startswith("dynamics"))
 
 
 def test_scale_gradient():
@@ -337,6 +420,8 @@ def parse(monkeypatch, argv):
     (["--action-temperature", "-1"], "--action-temperature"),
     (["--hidden-size", "60"], "--hidden-size"),
     (["--policy-loss", "ppo"], "--policy-loss"),
+    (["--tree-legal-mask", "leaf"], "--tree-legal-mask"),
+    (["--policy-softmax", "none"], "--policy-softmax"),
     (["--preset", "gpu"], "preset"),
     (["--eval-only"], "--eval-only needs --checkpoint"),
 ])
@@ -358,6 +443,8 @@ def test_defaults_are_the_papers_table_1():
     assert (a.hidden_size, a.support_size, a.policy_loss, a.os_lambda, a.communication, a.flattened_model) == (
         128, 5, "awpo", True, True, False)  # Appendix B.1; the full method
     assert a.reanalyse_simulations is None and a.preset is None
+    assert (a.tree_legal_mask, a.policy_softmax, a.grad_scale_hook, a.reward_from_next_state) == (
+        "all-nodes", "legal", False, False)  # the behaviour before these flags existed
 
 
 def test_unclipped_awpo_weight_is_the_papers_eq_10(monkeypatch):
