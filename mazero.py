@@ -7,41 +7,57 @@ joint actions with Optimistic Search Lambda (Sec. 4.2, `ctree_numpy.py`), Advant
     python mazero.py --map 3m --preset cpu         # settings that learn 3m on a 2-core CPU (CPU_PRESET below)
     python mazero.py --checkpoint runs/<run>/checkpoint.pt                # resume an interrupted run
     python mazero.py --checkpoint runs/<run>/checkpoint.pt --eval-only    # evaluate a checkpoint
+    python mazero.py --checkpoint runs/<run>/checkpoint.pt --eval-only --capture-video   # ... and watch it (GIF)
     python mazero.py --policy-loss bc --no-os-lambda    # Fig. 5 ablations; --no-communication, --flattened-model: Fig. 6
 
-Where this script departs from the paper (P) or the authors' code (C, liuqh16/MAZero, train_smac.sh):
+Console: a progress line at least every 30 s and at the end, an evaluation line at step 0, every --eval-interval and
+at the end (TensorBoard logs, checkpoint and videos in runs/{map}__{exp_name}__{seed}__{time}, suffixed _2, _3, ... if
+taken):
+    step 12,345/50,000 (25%) | 13.2 env steps/s | 3,086 updates | train win rate 0.31, return 12.40 | ETA 0:47:36
+    eval at step 12,345: win rate 0.406, return 15.21 (32 episodes, greedy)
+
+Where this script departs from the paper or the authors' code (liuqh16/MAZero, train_smac.sh):
   * Defaults are the paper's Table 1. The authors' script differs and each difference is a flag: stacked observations
-    1 (P: 4), rho 0.25 (P: 0.75), alpha 2 (P: 3), lr 5e-4 (P: 1e-4); their weight clip at 3 is used here too.
-  * AWPO (Eq. 10/14) as C: the advantages are standardised over the batch and exp(A/alpha) is clipped at 3; the paper
-    uses the raw advantage, unclipped (--awpo-weight-clip inf drops the clip; the standardisation stays).
-  * Support: atoms at the integers -5..5 of h(x) space (the authors' DiscreteSupport(-5, 5), 11 atoms; P says "ten bins").
-  * Reward head: R(s_{t,k}, a_{t+k}) from the state the action is taken in, as Eq. 4 (C feeds it the next state,
-    R(s_{t,k+1}, a_{t+k}): --reward-from-next-state).
-  * Value and reward losses run over every unroll step, past the episode end with zero targets (absorbing state, as C);
-    Eq. 13 starts the value sum at k=1, C at k=0 (done here). Policy and consistency losses are masked past the end.
-  * Policy loss: log pi is the softmax over the legal actions of s_{t+k} (C: over all actions, and a 1e-4 floor on
-    every legal action's root prior in the search: --policy-softmax all). The search masks its roots; an unmasked
-    softmax taught the policy that attacks (legal only in range) are improbable, and the search then hardly ever
-    sampled them (3m, before the bootstrap fix: the training return fell below a random policy's within 5k steps).
-  * Legal masks apply inside the tree too: each node's policy is masked with its root's legal actions (see search;
-    C masks the root only: --tree-legal-mask root).
-  * Gradient scaling: the gradient s_{t,k} passes on to the next unroll step is halved (MuZero's pseudocode); C halves
-    all of s_{t,k}'s gradient, its own reward/value/policy/consistency heads' included (--grad-scale-hook).
+    1 (paper: 4), rho 0.25 (paper: 0.75), alpha 2 (paper: 3), lr 5e-4 (paper: 1e-4); their weight clip at 3 is used
+    here too.
+  * AWPO (Eq. 10/14) as the authors' code: the advantages are standardised over the batch and exp(A/alpha) is clipped
+    at 3; the paper uses the raw advantage, unclipped (--awpo-weight-clip inf drops the clip; the standardisation
+    stays).
+  * Support: atoms at the integers -5..5 of h(x) space (the authors' DiscreteSupport(-5, 5), 11 atoms; the paper says
+    "ten bins").
+  * Reward head: R(s_{t,k}, a_{t+k}) from the state the action is taken in, as Eq. 4 (the authors' code feeds it the
+    next state, R(s_{t,k+1}, a_{t+k}): --reward-from-next-state).
+  * Value and reward losses run over every unroll step, past the episode end with zero targets (absorbing state, as
+    the authors' code); Eq. 13 starts the value sum at k=1, the authors' code at k=0 (done here). Policy and
+    consistency losses are masked past the end.
+  * Policy loss: log pi is the softmax over the legal actions of s_{t+k} (the authors' code: over all actions, and a
+    1e-4 floor on every legal action's root prior in the search: --policy-softmax all). The search masks its roots; an
+    unmasked softmax taught the policy that attacks (legal only in range) are improbable, and the search then hardly
+    ever sampled them (3m, before the bootstrap fix: the training return fell below a random policy's within 5k steps).
+  * Legal masks apply inside the tree too: each node's policy is masked with its root's legal actions (see search; the
+    authors' code masks the root only: --tree-legal-mask root).
+  * Gradient scaling: the gradient s_{t,k} passes on to the next unroll step is halved (MuZero's pseudocode); the
+    authors' code halves all of s_{t,k}'s gradient, its own reward/value/policy/consistency heads' included, with a
+    register_hook (--grad-scale-hook).
   * Latent states are not min-max normalised (EfficientZero does it for images): h and every g block end in LayerNorm,
-    and g adds its output to the previous latent (residual, Appendix B.1), as C.
-  * Target network: a copy of the online weights every 200 updates (C pushes weights that are 200 updates old, so its
-    lag is 200-400). Fixed n-step horizon (C shortens it for old data with a schedule tied to its 1M-update budget).
-  * Time-outs at the episode limit are terminal (as SMAC and C do): the adapter does not return the last observation.
+    and g adds its output to the previous latent (residual, Appendix B.1), as the authors' code.
+  * Target network: a copy of the online weights every 200 updates (the authors' code pushes weights that are 200
+    updates old, so its lag is 200-400). Fixed n-step horizon (the authors' code shortens it for old data with a
+    schedule tied to its 1M-update budget).
+  * Time-outs at the episode limit are terminal (as SMAC and the authors' code): the adapter does not return the last
+    observation.
   * One process, synchronous: act one vectorised env step, then do the updates it pays for (`updates_per_env_step`;
-    C: 0.5 updates per transition, run in parallel Ray workers). Replay is never evicted (as C).
+    the authors' code: 0.5 updates per transition, run in parallel Ray workers). Replay is never evicted (as theirs).
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
+import math
 import os
 import random
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 import numpy as np
@@ -68,6 +84,11 @@ class Args:
     """log to Weights & Biases"""
     wandb_project_name: str = "marl-papers"
     """the wandb project name"""
+    capture_video: bool = False
+    """record env 0's first episode of every --video-interval-th evaluation: runs/{run_name}/videos/step_<N>.gif on
+    SMAX, a StarCraft II replay next to that path on SC2 (with --eval-only: videos/ next to the checkpoint)"""
+    video_interval: int = 1
+    """with --capture-video: record every this many evaluations (1: every one)"""
     save_model: bool = True
     """write checkpoints to runs/{run_name}/checkpoint.pt"""
     checkpoint: Optional[str] = None
@@ -78,11 +99,13 @@ class Args:
     """"cpu": the CPU_PRESET settings (fewer simulations, smaller reanalyse batch, fewer updates); None: the paper's"""
 
     map: str = "3m"
-    """SMAC map"""
+    """SMAC map, one of games.SMAC_MAPS: 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z,
+    3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor (these are games.SMAX_MAPS, the ones SMAX plays), and
+    on StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling, bane_vs_bane, 2s_vs_1sc"""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 8
-    """parallel environments, searched together in one batched MCTS per step (C: 4)"""
+    """parallel environments, searched together in one batched MCTS per step (authors' code: 4)"""
     total_timesteps: int = 100_000
     """environment steps (one per env per step)"""
     eval_interval: int = 5_000
@@ -90,18 +113,19 @@ class Args:
     eval_episodes: int = 32
     """evaluation episodes (paper Table 1: 32)"""
     eval_mcts: bool = False
-    """evaluate with noise-free search and argmax visits (C's --use_mcts_test) instead of the greedy policy head"""
+    """evaluate with noise-free search and argmax visits (the authors' --use_mcts_test) instead of the greedy policy
+    head"""
     checkpoint_interval: int = 10_000
     """write a checkpoint every this many env steps"""
 
     stacked_observations: int = 4
-    """observations stacked per agent (paper Table 1: 4; C: 1)"""
+    """observations stacked per agent (paper Table 1: 4; authors' code: 1)"""
     gamma: float = 0.99
     """discount gamma (paper Table 1: 0.99)"""
     batch_size: int = 256
     """minibatch size (paper Table 1: 256)"""
     learning_rate: float = 1e-4
-    """Adam learning rate, constant (paper Table 1: 1e-4; C: 5e-4)"""
+    """Adam learning rate, constant (paper Table 1: 1e-4; authors' code: 5e-4)"""
     adam_eps: float = 1e-5
     """Adam epsilon (paper Table 1: 1e-5)"""
     weight_decay: float = 0.0
@@ -127,13 +151,14 @@ class Args:
     reanalyse_simulations: Optional[int] = None
     """simulations per reanalyse search; None: the same N (paper)"""
     rho: float = 0.75
-    """OS(lambda) quantile rho: the top (1 - rho) of each U_d is kept, Eq. 6 (paper Table 1: 0.75; C: 0.25)"""
+    """OS(lambda) quantile rho: the top (1 - rho) of each U_d is kept, Eq. 6 (paper Table 1: 0.75; authors' code:
+    0.25)"""
     lam: float = 0.8
     """OS(lambda) depth decay lambda, Eq. 7 (paper Table 1: 0.8)"""
     alpha: float = 3.0
-    """AWPO temperature alpha, Eq. 10 (paper Table 1: 3; C: 2)"""
+    """AWPO temperature alpha, Eq. 10 (paper Table 1: 3; authors' code: 2)"""
     awpo_weight_clip: float = 3.0
-    """clip of the AWPO weight exp(A/alpha) (C: 3; the paper does not clip: inf)"""
+    """clip of the AWPO weight exp(A/alpha) (authors' code: 3; the paper does not clip: inf)"""
     policy_loss: str = "awpo"
     """awpo (Eq. 14) or bc (visit-count cross-entropy of Sampled MuZero, the paper's "No AWPO" ablation)"""
     os_lambda: bool = True
@@ -159,21 +184,22 @@ class Args:
     support_size: int = 5
     """value/reward support [-5, 5] in h(x) space (paper Appendix B.1)"""
     dirichlet_alpha: float = 0.3
-    """root Dirichlet noise alpha (C: 0.3)"""
+    """root Dirichlet noise alpha (authors' code: 0.3)"""
     dirichlet_fraction: float = 0.25
-    """root Dirichlet noise fraction (C: 0.25)"""
+    """root Dirichlet noise fraction (authors' code: 0.25)"""
     action_temperature: float = 1.0
-    """tau of the self-play action: root child played with prob ~ N(a)^(1/tau) (C: 1; P silent; 0: most visited)"""
+    """tau of the self-play action: root child played with prob ~ N(a)^(1/tau) (authors' code: 1; the paper does not
+    say; 0: most visited)"""
     updates_per_env_step: float = 0.5
-    """gradient updates per env transition (C: 1M updates over 2M transitions)"""
+    """gradient updates per env transition (authors' code: 1M updates over 2M transitions)"""
     reward_loss_coef: float = 1.0
-    """reward loss weight (C: 1)"""
+    """reward loss weight (authors' code: 1)"""
     value_loss_coef: float = 0.25
-    """value loss weight (C: 0.25)"""
+    """value loss weight (authors' code: 0.25)"""
     policy_loss_coef: float = 1.0
-    """policy loss weight (C: 1)"""
+    """policy loss weight (authors' code: 1)"""
     consistency_loss_coef: float = 2.0
-    """consistency loss weight (C: 2)"""
+    """consistency loss weight (authors' code: 2)"""
 
 
 # What `--preset cpu` changes. A search costs one model call per simulation, so the paper's reanalyse (256 positions
@@ -184,16 +210,64 @@ CPU_PRESET = dict(
     batch_size=32,
     updates_per_env_step=0.25,
     hidden_size=64,             # the transformer is ~80% of a model call; 64 is ~2.5x faster than 128
-    learning_rate=5e-4,         # C's learning rate
+    learning_rate=5e-4,         # the authors' learning rate
     eval_interval=2_500,
     checkpoint_interval=5_000,
     total_timesteps=50_000,
 )
 
 
+PROGRESS_SECONDS = 30
+"""a progress line at least this often (seconds of wall time)"""
+
+
 def fail(msg):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
+
+
+def hms(seconds):
+    """H:MM:SS, hours unbounded."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def progress_line(step, total, sps, updates, wins, returns, eta):
+    """The console's progress line (the same in all four scripts); wins, returns: training episodes since the last."""
+    train = (f"train win rate {np.mean(wins):.2f}, return {np.mean(returns):.2f}" if len(wins)
+             else "train win rate n/a, return n/a")
+    return (f"step {step:,}/{total:,} ({100 * step / total:.0f}%) | {sps:.1f} env steps/s | {updates:,} updates | "
+            f"{train} | ETA {'n/a' if eta is None else hms(eta)}")
+
+
+def eval_line(step, win, ret, episodes, with_search):
+    return (f"eval at step {step:,}: win rate {win:.3f}, return {ret:.2f} "
+            f"({episodes} episodes, {'search' if with_search else 'greedy'})")
+
+
+def make_run_dir(run_name, resume):
+    """Create runs/{run_name} before anything expensive and check that it can be written (else one line, exit 2). A
+    new run gets a directory of its own: os.makedirs is atomic, so when the name is taken (two runs started in the
+    same second) it tries run_name_2, _3, ...; a resumed run reuses its checkpoint's. Returns the name used and whether
+    runs/ itself was created here."""
+    created_runs = not os.path.lexists("runs")
+    name, path = run_name, os.path.join("runs", run_name)
+    try:
+        if resume:
+            os.makedirs(path, exist_ok=True)
+        else:
+            for i in range(2, 10_000):
+                try:
+                    os.makedirs(path)
+                    break
+                except FileExistsError:
+                    name = f"{run_name}_{i}"
+                    path = os.path.join("runs", name)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        fail(f"cannot write run directory {path}: {e.strerror or e}")
+    return name, created_runs
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -244,7 +318,8 @@ def mlp(sizes):
 
 
 def head(sizes, out):
-    """MLP then a zero-initialised output layer (C): a fresh model predicts 0 and a uniform policy."""
+    """MLP then a zero-initialised output layer (as the authors' code): a fresh model predicts 0 and a uniform
+    policy."""
     last = nn.Linear(sizes[-1], out)
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
@@ -295,7 +370,7 @@ class MAZeroNet(nn.Module):
         self.reward = head([n * (H + A), 32], 2 * S + 1)  # R(s_{t,k}, a_{t+k}) (or of s_{t,k+1}), global
         self.value = head([n * H, 32], 2 * S + 1)         # V(s_{t,k}), global
         self.policy = head([H, 32], A)                    # P(s^i_{t,k}), per agent
-        self.projection = mlp([n * H, 128, 128])          # SimSiam projector and predictor (C: 128/128/64/128)
+        self.projection = mlp([n * H, 128, 128])          # SimSiam projector and predictor (authors: 128/128/64/128)
         self.predictor = mlp([128, 64, 128])
 
     def predict(self, s):
@@ -450,7 +525,7 @@ class Replay:
         self.priority = np.zeros(capacity)
 
     def add_game(self, obs, action, reward, legal):
-        """Append one finished game of T positions; new data gets the maximum priority so far (C)."""
+        """Append one finished game of T positions; new data gets the maximum priority so far (authors' code)."""
         T, i = len(reward), self.size
         if i + T > len(self.reward):
             raise RuntimeError("replay is full: raise its capacity")
@@ -488,7 +563,7 @@ class Replay:
 # Reanalyse (Appendix B.2): targets come from the delayed target network theta^-, for all K + 1 unroll steps.
 # ---------------------------------------------------------------------------------------------------------------------
 def value_targets(reward, end, pos, boot_value, n, gamma):
-    """n-step targets z = sum_{i<n} gamma^i u_{t+i} + gamma^n v^-(s_{t+n}) (MuZero Eq. 2 with pred-re, C).
+    """n-step targets z = sum_{i<n} gamma^i u_{t+i} + gamma^n v^-(s_{t+n}) (MuZero Eq. 2 with the authors' pred-re).
     reward: flat rewards; end [B]: one past each game's last position; pos [B, K+1]: positions; boot_value [B, K+1]:
     the target net's value at pos + n (read only where pos + n < end). No bootstrap past the end; 0 from the terminal
     state on (absorbing)."""
@@ -501,7 +576,7 @@ def value_targets(reward, end, pos, boot_value, n, gamma):
 
 def awpo_weights(advantage, valid, alpha, clip):
     """exp(A^/alpha) of Eq. 10/14, A^ standardised over the batch's valid (root, sample) entries and the weight clipped
-    at `clip` (C's `sharp` AWPO). advantage, valid: [...]; returns weights, 0 where invalid."""
+    at `clip` (the authors' `sharp` AWPO). advantage, valid: [...]; returns weights, 0 where invalid."""
     a = advantage[valid]
     a_hat = (advantage - a.mean()) / (a.std() + 1e-8)
     return np.where(valid, np.minimum(np.exp(a_hat / alpha), clip), 0.0)
@@ -566,7 +641,7 @@ def policy_loss(p_logits, legal, sampled, coef, legal_softmax=True):
 
 
 def train_step(model, optimizer, b, args):
-    """One gradient step on Eq. 13. Returns the logged losses and new priorities |v(s_t) - z_t| (C)."""
+    """One gradient step on Eq. 13. Returns the logged losses and new priorities |v(s_t) - z_t| (authors' code)."""
     model.train()
     K, S = args.unroll_steps, args.support_size
     s, v_logits, p_logits = model.initial(b["obs"][:, 0])
@@ -596,7 +671,7 @@ def train_step(model, optimizer, b, args):
     total = (args.reward_loss_coef * losses["reward"] + args.value_loss_coef * losses["value"]
              + args.policy_loss_coef * losses["policy"] + args.consistency_loss_coef * losses["consistency"])
     optimizer.zero_grad()
-    (total / K).backward()  # C scales every gradient by 1 / K
+    (total / K).backward()  # the authors' code scales every gradient by 1 / K
     nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
     optimizer.step()
     losses["total"] = total
@@ -628,7 +703,7 @@ def evaluate(model, env, args, device, cfg=None, rng=None):
             returns.append(float(info["episode_return"][e]))
         done_count += done
         push_frame(stack, obs, done)
-    return float(np.mean(wins)), float(np.mean(returns))
+    return float(np.mean(wins)), float(np.mean(returns)), len(wins)
 
 
 def parse_args():
@@ -641,8 +716,10 @@ def parse_args():
     if first.checkpoint is not None:
         try:
             ckpt = torch.load(first.checkpoint, map_location="cpu", weights_only=False)
-        except Exception as e:  # a missing file, a truncated file, not a torch file: one line
-            fail(f"cannot read checkpoint {first.checkpoint}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        except OSError as e:  # missing, a directory, no permission
+            fail(f"cannot read checkpoint {first.checkpoint}: {e.strerror or e}")
+        except Exception:  # torch's zip reader, pickle: truncated or not a torch file at all
+            fail(f"checkpoint {first.checkpoint} is truncated or not a torch file")
         if not isinstance(ckpt, dict) or ckpt.get("script") != "mazero":
             fail(f"{first.checkpoint} is not a mazero.py checkpoint (script: {ckpt.get('script') if isinstance(ckpt, dict) else None})")
         default = Args(**{**ckpt["args"], "checkpoint": first.checkpoint, "eval_only": False})
@@ -652,7 +729,14 @@ def parse_args():
     return args, ckpt
 
 
+INFINITE_OK = {"awpo_weight_clip"}  # inf is the paper's unclipped AWPO weight
+
+
 def validate(args):
+    for f in fields(args):  # every float flag: NaN or inf (inf only where it means something) is one line naming it
+        value = getattr(args, f.name)
+        if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and f.name not in INFINITE_OK)):
+            fail(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
     checks = [
         (args.num_sampled >= 1, f"--num-sampled (K) must be >= 1, got {args.num_sampled}"),
         (args.num_simulations >= 1, f"--num-simulations (N) must be >= 1, got {args.num_simulations}"),
@@ -668,7 +752,8 @@ def validate(args):
         (args.policy_loss in ("awpo", "bc"), f"--policy-loss must be awpo or bc, got {args.policy_loss!r}"),
         (args.tree_legal_mask in ("all-nodes", "root"),
          f"--tree-legal-mask must be all-nodes or root, got {args.tree_legal_mask!r}"),
-        (args.policy_softmax in ("legal", "all"), f"--policy-softmax must be legal or all, got {args.policy_softmax!r}"),
+        (args.policy_softmax in ("legal", "all"),
+         f"--policy-softmax must be legal or all, got {args.policy_softmax!r}"),
         (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
         (min(args.unroll_steps, args.td_steps, args.stacked_observations) >= 1,
          "--unroll-steps, --td-steps and --stacked-observations must be >= 1"),
@@ -679,6 +764,8 @@ def validate(args):
          "--total-timesteps, --eval-interval, --eval-episodes, --checkpoint-interval, --target-update-interval must be >= 1"),
         (args.learning_rate > 0 and args.updates_per_env_step >= 0, "--learning-rate must be > 0, --updates-per-env-step >= 0"),
         (not args.eval_only or args.checkpoint is not None, "--eval-only needs --checkpoint"),
+        (args.video_interval >= 1, f"--video-interval must be >= 1, got {args.video_interval}"),
+        (args.map in games.SMAC_MAPS, f"unknown map {args.map!r}; maps available: {', '.join(games.SMAC_MAPS)}"),
     ]
     for ok, msg in checks:
         if not ok:
@@ -704,6 +791,14 @@ if __name__ == "__main__":
             import wandb
         except ImportError:
             fail("--track needs wandb: pip install wandb")
+    if ckpt is not None and not args.eval_only and ckpt["counters"][0] >= args.total_timesteps:
+        print(f"nothing to do: {ckpt['run_name']} is at step {ckpt['counters'][0]:,} of {args.total_timesteps:,} "
+              f"(raise --total-timesteps to go on, or evaluate it with --eval-only)")
+        sys.exit(0)  # its final evaluation is logged already: another one would log step N twice
+    if not args.eval_only:  # the run directory first: a bad one is one line, before any environment is built
+        run_name, created_runs = make_run_dir(
+            ckpt["run_name"] if ckpt is not None else f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}",
+            resume=ckpt is not None)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -714,14 +809,18 @@ if __name__ == "__main__":
     if device.type == "cpu":
         torch.set_num_threads(1)  # small networks on a shared CPU: one thread is fastest (benchmarks/mazero_results.md)
 
-    # envs before anything is written, so that a bad map leaves nothing behind
     try:
         eval_env = games.make_starcraft(args.map, args.num_envs, args.seed + 10_000, args.backend)
         env = None if args.eval_only else games.make_starcraft(args.map, args.num_envs, args.seed, args.backend)
     except (ValueError, RuntimeError) as e:
+        if not args.eval_only and ckpt is None:  # a new run that cannot start leaves nothing behind
+            os.rmdir(os.path.join("runs", run_name))
+            if created_runs:
+                os.rmdir("runs")
         fail(str(e))
     n, A, obs_dim, E = eval_env.n_agents, eval_env.n_actions, eval_env.obs_dim, args.num_envs
-    print(f"StarCraft backend: {eval_env.backend}; map {args.map}: {n} agents, {A} actions; device {device}")
+    print(f"StarCraft backend: {eval_env.backend}; map {args.map}: {n} agents, {A} actions; device {device}",
+          flush=True)
 
     model = MAZeroNet(n, obs_dim, A, args).to(device)
     target_model = MAZeroNet(n, obs_dim, A, args).to(device)
@@ -731,36 +830,47 @@ if __name__ == "__main__":
     else:
         target_model.load_state_dict(model.state_dict())
     if args.eval_only:
-        cfg = act_cfg if args.eval_mcts else None
-        win, ret = evaluate(model, eval_env, args, device, cfg, rng)
-        print(f"checkpoint {args.checkpoint} at step {ckpt['counters'][0]}: win rate {win:.3f}, return {ret:.2f} "
-              f"over {-(-args.eval_episodes // E) * E} episodes ({'search' if cfg else 'greedy'})")
+        if args.capture_video:
+            eval_env.start_recording()
+        win, ret, episodes = evaluate(model, eval_env, args, device, act_cfg if args.eval_mcts else None, rng)
+        print(eval_line(ckpt["counters"][0], win, ret, episodes, args.eval_mcts), flush=True)
+        if args.capture_video:
+            path = os.path.join(os.path.dirname(args.checkpoint), "videos", f"step_{ckpt['counters'][0]}.gif")
+            try:
+                print(f"video: {eval_env.save_replay(path)}")
+            except OSError as e:
+                fail(f"cannot write {path}: {e.strerror or e}")
         sys.exit(0)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps,
                                  weight_decay=args.weight_decay)
     replay = Replay(args.total_timesteps + E * env.episode_limit, n, obs_dim, A, args.stacked_observations)
     global_step, updates, episodes, credit, next_eval, next_ckpt = 0, 0, 0, 0.0, 0, args.checkpoint_interval
-    run_name = f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         replay.load_state_dict(ckpt["replay"])
         global_step, updates, episodes, credit, next_eval, next_ckpt = ckpt["counters"]
-        run_name = ckpt["run_name"]
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         rng.bit_generator.state = ckpt["rng"]["generator"]
-        print(f"resuming {run_name} at step {global_step} ({updates} updates)")
-    if device.type == "cpu" and args.preset is None:
-        print("note: the paper's settings on a CPU are very slow; --preset cpu learns 3m here")
+        print(f"resuming {run_name} at step {global_step:,} ({updates:,} updates)")
+    else:
+        print(f"run directory: runs/{run_name}")
+    slow_cpu = device.type == "cpu" and args.preset is None
+    if slow_cpu:
+        print("note: the paper's settings on a CPU are very slow; --preset cpu learns 3m here", flush=True)
 
     if args.track:
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name,
                    save_code=True)
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(f"runs/{run_name}")
+    # A checkpoint at step S is written after everything logged at steps <= S (see the loop), so a resumed run drops
+    # only what the interrupted process logged later: steps > S (TensorBoard's purge_step keeps steps < purge_step).
+    # Checkpoints of older versions were written before step S's evaluation (their next_ckpt <= S): purge S too.
+    purge_step = None if ckpt is None else global_step + 1 if next_ckpt > global_step else global_step
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=purge_step)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     def save_checkpoint():
@@ -773,24 +883,64 @@ if __name__ == "__main__":
                             "torch": torch.get_rng_state(), "generator": rng.bit_generator.state}}, path + ".tmp")
         os.replace(path + ".tmp", path)
 
+    evaluations = 0  # in this session; --capture-video records evaluations 0, k, 2k, ... (k = --video-interval)
+
     def run_evaluation():
-        win, ret = evaluate(model, eval_env, args, device, act_cfg if args.eval_mcts else None, rng)
+        global evaluations
+        record = args.capture_video and evaluations % args.video_interval == 0
+        if record:
+            eval_env.start_recording()  # env 0's first evaluation episode
+        win, ret, n_episodes = evaluate(model, eval_env, args, device, act_cfg if args.eval_mcts else None, rng)
+        if record:
+            eval_env.save_replay(f"runs/{run_name}/videos/step_{global_step}.gif")
+        evaluations += 1
         writer.add_scalar("eval/win_rate", win, global_step)
         writer.add_scalar("eval/episodic_return", ret, global_step)
-        print(f"step {global_step}: eval win rate {win:.3f}, return {ret:.2f} ({updates} updates, "
-              f"{(global_step - start_step) / (time.time() - start_time):.1f} SPS; seconds {clock_str()})")
+        print(eval_line(global_step, win, ret, n_episodes, args.eval_mcts), flush=True)
 
     clock = {"env": 0.0, "model": 0.0, "tree": 0.0, "reanalyse_model": 0.0, "reanalyse_tree": 0.0, "train": 0.0}
     clock_str = lambda: ", ".join(f"{k} {v:.0f}" for k, v in clock.items())  # noqa: E731
     total_updates = max(1.0, args.total_timesteps * args.updates_per_env_step)
+    start_time, start_step, start_updates = time.time(), global_step, updates
+    last = {"time": start_time, "step": global_step}  # the previous progress line
+    recent_wins, recent_returns = [], []  # training episodes finished since the previous progress line
+
+    def progress(force=False):
+        """A progress line every PROGRESS_SECONDS (called after every env step and every update) and at the end."""
+        now = time.time()
+        if not force and now - last["time"] < PROGRESS_SECONDS:
+            return
+        sps = (global_step - last["step"]) / max(now - last["time"], 1e-9)
+        # an interval shorter than one env step (possible when an env step's updates take > 30 s) has no rate of its
+        # own: the ETA then uses this session's mean rate
+        rate = sps or (global_step - start_step) / max(now - start_time, 1e-9)
+        eta = (args.total_timesteps - global_step) / rate if rate > 0 else None
+        print(progress_line(global_step, args.total_timesteps, sps, updates, recent_wins, recent_returns, eta),
+              flush=True)
+        last.update(time=now, step=global_step)
+        recent_wins.clear()
+        recent_returns.clear()
+
+    def cpu_note():
+        """Once, after the first few updates without --preset on a CPU: what the paper's settings cost here."""
+        per_update = (clock["reanalyse_model"] + clock["reanalyse_tree"] + clock["train"]) / (updates - start_updates)
+        per_step = (clock["env"] + clock["model"] + clock["tree"]) / max(global_step - start_step, 1)  # acting
+        left_updates = max(0, int(total_updates) - updates)
+        eta = left_updates * per_update + (args.total_timesteps - global_step) * per_step
+        print(f"note: {per_update:.1f} s per update and {per_step:.2f} s of acting per env step measured on this CPU: "
+              f"{left_updates:,} updates and {args.total_timesteps - global_step:,} env steps to go take about "
+              f"{hms(eta)} (H:MM:SS); faster here: python mazero.py --map {args.map} --preset cpu", flush=True)
+
     obs, _, legal = env.reset()
     stack = push_frame(np.zeros((E, args.stacked_observations, n, obs_dim), np.float32), obs, np.ones(E, bool))
     games_in_progress = [[] for _ in range(E)]  # per env: (frame, legal, action, reward) of the running episode
-    start_time, start_step = time.time(), global_step
     while global_step < args.total_timesteps:
         if global_step >= next_eval:
             run_evaluation()
             next_eval += args.eval_interval
+        if args.save_model and global_step >= next_ckpt:  # after the evaluation: the checkpoint holds all of step S
+            next_ckpt += args.checkpoint_interval
+            save_checkpoint()
 
         # act: one batched search over the E envs, joint action sampled from the visit counts (temperature tau)
         model.eval()
@@ -810,6 +960,8 @@ if __name__ == "__main__":
                 replay.add_game(frames, acts, rews, legals)
                 games_in_progress[e] = []
                 episodes += 1
+                recent_wins.append(float(info["won"][e]))
+                recent_returns.append(float(info["episode_return"][e]))
                 writer.add_scalar("charts/episodic_return", info["episode_return"][e], global_step + E)
                 writer.add_scalar("charts/win_rate", float(info["won"][e]), global_step + E)
         obs, legal = next_obs, next_legal
@@ -819,6 +971,7 @@ if __name__ == "__main__":
         writer.add_scalar("search/root_value", out.root_value.mean(), global_step)
         writer.add_scalar("search/visit_entropy", -(p * np.log(np.where(p > 0, p, 1))).sum(1).mean(), global_step)
         writer.add_scalar("search/simulations_per_second", sims_per_second, global_step)
+        progress()
 
         # learn: the updates these transitions pay for, each on a freshly reanalysed batch
         if replay.size >= max(args.min_replay_size, args.batch_size):
@@ -841,18 +994,19 @@ if __name__ == "__main__":
                 writer.add_scalar(f"losses/{k}", v, global_step)
             writer.add_scalar("search/reanalyse_root_value", batch["root_value"], global_step)
             writer.add_scalar("charts/updates", updates, global_step)
+            if slow_cpu and updates - start_updates == 3:
+                cpu_note()
+            progress()
         writer.add_scalar("charts/SPS", (global_step - start_step) / (time.time() - start_time), global_step)
 
-        if args.save_model and global_step >= next_ckpt:
-            save_checkpoint()
-            next_ckpt += args.checkpoint_interval
-
+    progress(force=True)
     run_evaluation()
-    next_eval = global_step + args.eval_interval
+    next_eval, next_ckpt = global_step + args.eval_interval, global_step + args.checkpoint_interval  # both just done
     if args.save_model:
         save_checkpoint()
         print(f"checkpoint: runs/{run_name}/checkpoint.pt")
-    print(f"done: {global_step} env steps, {updates} updates, {time.time() - start_time:.0f} s; seconds {clock_str()}")
+    print(f"done: {global_step:,} env steps, {updates:,} updates, {time.time() - start_time:.0f} s; "
+          f"seconds {clock_str()}", flush=True)
     env.close()
     eval_env.close()
     writer.close()

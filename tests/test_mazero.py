@@ -2,6 +2,7 @@
 ablation variants, a smoke run (update, reanalyse, evaluation, checkpoint, resume) and bad input."""
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -358,21 +359,38 @@ def run(args, cwd, timeout=240):
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-TINY = ["--preset", "cpu", "--num-envs", "8", "--num-simulations", "4", "--reanalyse-simulations", "2",
-        "--batch-size", "8", "--min-replay-size", "40", "--updates-per-env-step", "0.03", "--eval-episodes", "8",
-        "--eval-interval", "400", "--checkpoint-interval", "400", "--target-update-interval", "2"]
+TINY = ["--num-envs", "8", "--num-simulations", "4", "--reanalyse-simulations", "2", "--batch-size", "8",
+        "--min-replay-size", "40", "--updates-per-env-step", "0.05", "--eval-episodes", "8", "--eval-interval", "200",
+        "--checkpoint-interval", "200", "--target-update-interval", "2", "--hidden-size", "16"]  # no preset: CPU note
+PROGRESS = re.compile(r"step [\d,]+/[\d,]+ \(\d+%\) \| \d+\.\d env steps/s \| [\d,]+ updates \| "
+                      r"train win rate (\d\.\d\d, return -?\d+\.\d\d|n/a, return n/a) \| ETA (\d+:\d\d:\d\d|n/a)")
+EVAL = re.compile(r"eval at step ([\d,]+): win rate \d\.\d{3}, return -?\d+\.\d\d \(8 episodes, greedy\)")
 
 
-def test_smoke_update_reanalyse_eval_checkpoint_resume(tmp_path):
+def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, monkeypatch, capsys):
+    """A run to 200 (no --capture-video: no videos/), a resume to 400 with --capture-video, then a second resume from
+    the checkpoint at 200, as if the first resume had died before its checkpoint: TensorBoard (purge_step) must show
+    every evaluation once. Also the console lines, the CPU note, a truncated checkpoint, --eval-only."""
+    import shutil
+
+    from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    r = run([*TINY, "--total-timesteps", "400"], tmp_path)
+    r = run([*TINY, "--total-timesteps", "200"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
+    lines = r.stdout.splitlines()
+    assert [m[1] for m in map(EVAL.fullmatch, lines) if m] == ["0", "200"], r.stdout
+    progress = [line for line in lines if PROGRESS.fullmatch(line)]
+    assert progress and progress[-1].startswith("step 200/200 (100%)") and " 0:00:00" in progress[-1], r.stdout
+    note = [line for line in lines if " s per update " in line]
+    assert len(note) == 1 and note[0].endswith("faster here: python mazero.py --map 3m --preset cpu"), r.stdout
+    assert f"run directory: runs/{run_dir.name}" in lines and not (run_dir / "videos").exists()
     ckpt_path = run_dir / "checkpoint.pt"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    step, updates = ckpt["counters"][:2]
-    assert ckpt["script"] == "mazero" and ckpt["map"] == "3m" and step == 400 and updates >= 2
+    step, updates, _, _, next_eval, next_ckpt = ckpt["counters"]
+    assert ckpt["script"] == "mazero" and ckpt["map"] == "3m" and step == 200 and updates >= 3
+    assert next_eval > step and next_ckpt > step  # the next evaluation and checkpoint are ahead, not behind
     assert ckpt["replay"]["reward"].shape[0] > 0 and ckpt["replay"]["obs"].dtype == np.float16
 
     ea = EventAccumulator(str(run_dir)).Reload()
@@ -384,17 +402,67 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume(tmp_path):
     assert all(np.isfinite(e.value) for e in ea.Scalars("losses/total"))
     assert ea.Scalars("charts/updates")[-1].value == updates  # every update reanalysed its batch first
 
-    r = run([*TINY, "--checkpoint", str(ckpt_path), "--total-timesteps", "600"], tmp_path)
+    at_200 = tmp_path / "at_200.pt"
+    shutil.copy(ckpt_path, at_200)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(ckpt_path.read_bytes()[: ckpt_path.stat().st_size // 2])
+    with pytest.raises(SystemExit) as e:
+        parse(monkeypatch, ["--checkpoint", str(truncated)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == f"error: checkpoint {truncated} is truncated or not a torch file\n"
+
+    r = run(["--checkpoint", str(ckpt_path), "--total-timesteps", "400", "--capture-video"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming" in r.stdout and "at step 400" in r.stdout
+    assert f"resuming {run_dir.name} at step 200 ({updates} updates)" in r.stdout.splitlines()
+    assert [m[1] for m in map(EVAL.fullmatch, r.stdout.splitlines()) if m] == ["400"], r.stdout
     resumed = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    assert resumed["counters"][0] == 600 and resumed["counters"][1] > updates
-    assert len(list((tmp_path / "runs").iterdir())) == 1  # the same run directory
-    ea = EventAccumulator(str(run_dir)).Reload()
-    assert max(e.step for e in ea.Scalars("eval/win_rate")) == 600
+    assert resumed["counters"][0] == 400 and resumed["counters"][1] > updates
+    assert sorted(p.name for p in (run_dir / "videos").iterdir()) == ["step_400.gif"]
+    with Image.open(run_dir / "videos" / "step_400.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames > 1
+
+    r = run(["--checkpoint", str(ckpt_path)], tmp_path)  # finished: another final evaluation would log 400 twice
+    assert r.returncode == 0 and r.stdout.startswith("nothing to do: "), r.stdout + r.stderr[-2000:]
+    r = run(["--checkpoint", str(at_200), "--total-timesteps", "400"], tmp_path)  # the same run dir, from 200 again
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+    ea = EventAccumulator(str(run_dir)).Reload()  # purge_orphaned_data: the first resume's steps > 200 are dropped
+    assert [e.step for e in ea.Scalars("eval/win_rate")] == [0, 200, 400]
+    steps = [e.step for e in ea.Scalars("charts/updates")]
+    assert steps == sorted(set(steps)) and steps[-1] > 300  # each step once (an update every 2.5 env steps)
+    assert sorted(p.name for p in (run_dir / "videos").iterdir()) == ["step_400.gif"]  # the copy: no --capture-video
 
     r = run(["--checkpoint", str(ckpt_path), "--eval-only", "--eval-episodes", "8"], tmp_path)
-    assert r.returncode == 0 and "win rate" in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and EVAL.fullmatch(r.stdout.splitlines()[-1]), r.stdout + r.stderr[-2000:]
+
+
+def test_console_lines_are_the_shared_format():
+    line = mazero.progress_line(12_345, 50_000, 13.24, 3_086, [0.0, 0.62], [12.0, 12.8], 2856.4)
+    assert line == ("step 12,345/50,000 (25%) | 13.2 env steps/s | 3,086 updates | train win rate 0.31, return 12.40 "
+                    "| ETA 0:47:36")
+    assert PROGRESS.fullmatch(line)
+    line = mazero.progress_line(8, 50_000, 0.0, 0, [], [], None)
+    assert line == "step 8/50,000 (0%) | 0.0 env steps/s | 0 updates | train win rate n/a, return n/a | ETA n/a"
+    assert mazero.hms(3 * 86_400 + 61) == "72:01:01"
+    assert mazero.eval_line(12_345, 0.40625, 15.2149, 32, False) == (
+        "eval at step 12,345: win rate 0.406, return 15.21 (32 episodes, greedy)")
+    assert mazero.eval_line(0, 1.0, 20.0, 64, True).endswith("(64 episodes, search)")
+
+
+def test_run_directory_is_unique_and_checked_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert mazero.make_run_dir("3m__mazero__1__100", resume=False) == ("3m__mazero__1__100", True)
+    assert mazero.make_run_dir("3m__mazero__1__100", resume=False) == ("3m__mazero__1__100_2", False)  # same second
+    assert mazero.make_run_dir("3m__mazero__1__100", resume=False) == ("3m__mazero__1__100_3", False)
+    assert mazero.make_run_dir("3m__mazero__1__100", resume=True) == ("3m__mazero__1__100", False)  # resume: reused
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "3m__mazero__1__100", "3m__mazero__1__100_2", "3m__mazero__1__100_3"]
+    monkeypatch.chdir(tmp_path / "runs" / "3m__mazero__1__100")
+    Path("runs").write_text("a file where the run directories should go")
+    with pytest.raises(SystemExit) as e:
+        mazero.make_run_dir("x", resume=False)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "error: cannot write run directory runs/x: Not a directory\n"
 
 
 def parse(monkeypatch, argv):
@@ -424,6 +492,11 @@ def parse(monkeypatch, argv):
     (["--policy-softmax", "none"], "--policy-softmax"),
     (["--preset", "gpu"], "preset"),
     (["--eval-only"], "--eval-only needs --checkpoint"),
+    (["--video-interval", "0"], "--video-interval"),
+    (["--gamma", "nan"], "--gamma must be a finite number, got nan"),
+    (["--learning-rate", "inf"], "--learning-rate must be a finite number, got inf"),
+    (["--awpo-weight-clip", "nan"], "--awpo-weight-clip"),
+    (["--dirichlet-alpha", "-inf"], "--dirichlet-alpha"),
 ])
 def test_bad_arguments_one_line_exit_2(monkeypatch, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -466,7 +539,7 @@ def test_presets_and_checkpoint_defaults(monkeypatch, tmp_path, capsys):
     torch.save([1, 2], tmp_path / "list.pt")
     for argv, message in [(["--checkpoint", str(tmp_path / "mz.pt"), "--map", "3m"], "is for map 8m, not 3m"),
                           (["--checkpoint", str(tmp_path / "missing.pt")], "cannot read checkpoint"),
-                          (["--checkpoint", str(tmp_path / "garbage.pt")], "cannot read checkpoint"),
+                          (["--checkpoint", str(tmp_path / "garbage.pt")], "is truncated or not a torch file"),
                           (["--checkpoint", str(tmp_path / "list.pt")], "not a mazero.py checkpoint")]:
         with pytest.raises(SystemExit) as e:
             parse(monkeypatch, argv)
@@ -476,11 +549,25 @@ def test_presets_and_checkpoint_defaults(monkeypatch, tmp_path, capsys):
 def test_bad_map_and_foreign_checkpoint_exit_2_and_write_nothing(tmp_path):
     torch.save({"script": "fop", "map": "3m"}, tmp_path / "fop.pt")
     for argv, message in [(["--map", "4m"], "unknown map"), (["--checkpoint", str(tmp_path / "fop.pt")],
-                                                             "not a mazero.py checkpoint")]:
+                                                             "not a mazero.py checkpoint"),
+                          (["--map", "MMM2", "--backend", "smax"], "needs StarCraft II")]:
         r = run(argv, tmp_path)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists()  # MMM2 got a run directory before the env failed: it is removed
+
+
+def test_unwritable_run_directory_one_line_before_any_env_and_help(tmp_path):
+    (tmp_path / "runs").write_text("not a directory")
+    r = run([], tmp_path)
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.startswith("error: cannot write run directory runs/3m__mazero__1__") and r.stderr.endswith(
+        ": Not a directory\n") and r.stderr.count("\n") == 1, r.stderr
+    r = run(["--help"], tmp_path)
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert all(m in text for m in mazero.games.SMAC_MAPS) and "games.SMAX_MAPS" in text
+    assert not re.search(r"\(C[:;, )]|\(P[:;, )]|\bC:|\bP:|; C\b|; P\b", r.stdout), r.stdout  # "authors' code", "paper"
 
 
 def test_curves_keep_the_resumed_trajectory(tmp_path):
