@@ -902,22 +902,23 @@ if __name__ == "__main__":
     clock_str = lambda: ", ".join(f"{k} {v:.0f}" for k, v in clock.items())  # noqa: E731
     total_updates = max(1.0, args.total_timesteps * args.updates_per_env_step)
     start_time, start_step, start_updates = time.time(), global_step, updates
-    last = {"time": start_time, "step": global_step}  # the previous progress line
+    lines = [(start_time, global_step)]  # (time, step) of the previous progress lines, the last one last
     recent_wins, recent_returns = [], []  # training episodes finished since the previous progress line
 
     def progress(force=False):
         """A progress line every PROGRESS_SECONDS (called after every env step and every update) and at the end."""
         now = time.time()
-        if not force and now - last["time"] < PROGRESS_SECONDS:
+        if not force and now - lines[-1][0] < PROGRESS_SECONDS:
             return
-        sps = (global_step - last["step"]) / max(now - last["time"], 1e-9)
-        # an interval shorter than one env step (possible when an env step's updates take > 30 s) has no rate of its
-        # own: the ETA then uses this session's mean rate
-        rate = sps or (global_step - start_step) / max(now - start_time, 1e-9)
+        sps = (global_step - lines[-1][1]) / max(now - lines[-1][0], 1e-9)
+        # an interval without a finished env step (its updates took longer than the interval: the paper's settings on
+        # a CPU) has no rate of its own: the ETA then uses the rate since the last line at an earlier step
+        then, step = next(((t, s) for t, s in reversed(lines) if s < global_step), (now, global_step))
+        rate = (global_step - step) / max(now - then, 1e-9)
         eta = (args.total_timesteps - global_step) / rate if rate > 0 else None
         print(progress_line(global_step, args.total_timesteps, sps, updates, recent_wins, recent_returns, eta),
               flush=True)
-        last.update(time=now, step=global_step)
+        lines[:] = [*lines[-9:], (now, global_step)]
         recent_wins.clear()
         recent_returns.clear()
 
@@ -929,7 +930,8 @@ if __name__ == "__main__":
         eta = left_updates * per_update + (args.total_timesteps - global_step) * per_step
         print(f"note: {per_update:.1f} s per update and {per_step:.2f} s of acting per env step measured on this CPU: "
               f"{left_updates:,} updates and {args.total_timesteps - global_step:,} env steps to go take about "
-              f"{hms(eta)} (H:MM:SS); faster here: python mazero.py --map {args.map} --preset cpu", flush=True)
+              f"{hms(eta)} (H:MM:SS, {eta / 86_400:.1f} days); faster here: "
+              f"python mazero.py --map {args.map} --preset cpu", flush=True)
 
     obs, _, legal = env.reset()
     stack = push_frame(np.zeros((E, args.stacked_observations, n, obs_dim), np.float32), obs, np.ones(E, bool))
