@@ -85,8 +85,8 @@ class Args:
     wandb_project_name: str = "marl-papers"
     """the wandb project name"""
     capture_video: bool = False
-    """record env 0's first episode of every --video-interval-th evaluation: runs/{run_name}/videos/step_<N>.gif on
-    SMAX, a StarCraft II replay next to that path on SC2 (with --eval-only: videos/ next to the checkpoint)"""
+    """record env 0's first episode of every --video-interval-th evaluation to runs/{run_name}/videos/step_<N>.gif;
+    on SC2 a StarCraft II replay next to that path; with --eval-only in videos/ next to the checkpoint"""
     video_interval: int = 1
     """with --capture-video: record every this many evaluations (1: every one)"""
     save_model: bool = True
@@ -99,9 +99,10 @@ class Args:
     """"cpu": the CPU_PRESET settings (fewer simulations, smaller reanalyse batch, fewer updates); None: the paper's"""
 
     map: str = "3m"
-    """SMAC map, one of games.SMAC_MAPS: 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z,
-    3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor (these are games.SMAX_MAPS, the ones SMAX plays), and
-    on StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling, bane_vs_bane, 2s_vs_1sc"""
+    """SMAC map, one of games.SMAC_MAPS.
+    SMAX and SC2 (games.SMAX_MAPS): 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z,
+    3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor.
+    StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling, bane_vs_bane, 2s_vs_1sc."""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 8
@@ -113,8 +114,7 @@ class Args:
     eval_episodes: int = 32
     """evaluation episodes (paper Table 1: 32)"""
     eval_mcts: bool = False
-    """evaluate with noise-free search and argmax visits (the authors' --use_mcts_test) instead of the greedy policy
-    head"""
+    """evaluate with noise-free search and argmax visits (the authors' --use_mcts_test), not the greedy policy head"""
     checkpoint_interval: int = 10_000
     """write a checkpoint every this many env steps"""
 
@@ -151,8 +151,7 @@ class Args:
     reanalyse_simulations: Optional[int] = None
     """simulations per reanalyse search; None: the same N (paper)"""
     rho: float = 0.75
-    """OS(lambda) quantile rho: the top (1 - rho) of each U_d is kept, Eq. 6 (paper Table 1: 0.75; authors' code:
-    0.25)"""
+    """OS(lambda) quantile rho: the top (1 - rho) of each U_d is kept, Eq. 6 (paper Table 1: 0.75; authors: 0.25)"""
     lam: float = 0.8
     """OS(lambda) depth decay lambda, Eq. 7 (paper Table 1: 0.8)"""
     alpha: float = 3.0
@@ -168,17 +167,17 @@ class Args:
     flattened_model: bool = False
     """dynamics as one MLP over all agents' concatenated latents and actions (Fig. 6 "Flattened" ablation)"""
     tree_legal_mask: str = "all-nodes"
-    """where the search applies the root's legal actions: all-nodes (every expanded node's policy is masked with them)
-    or root (the root only, as the authors' code: deeper nodes sample from the unmasked policy)"""
+    """where the search applies the root's legal actions: all-nodes (every expanded node's policy is masked with them);
+    root (the root only, as the authors' code: deeper nodes sample from the unmasked policy)"""
     policy_softmax: str = "legal"
-    """log pi of the policy loss: legal (softmax over the legal actions of s_{t+k}) or all (over all actions, as the
-    authors' code; the search's root prior then gets the authors' 1e-4 floor on every legal action)"""
+    """log pi of the policy loss: legal (softmax over the legal actions of s_{t+k});
+    all (over all actions, as the authors' code, whose search then adds 1e-4 to every legal action's root prior)"""
     grad_scale_hook: bool = False
-    """halve the whole gradient into s_{t,k}, k >= 1, its own heads' included (the authors' register_hook); default:
-    halve only the gradient passed on to the next unroll step (MuZero's pseudocode)"""
+    """halve the whole gradient into s_{t,k}, k >= 1, its own heads' included (the authors' register_hook);
+    default: halve only the gradient passed on to the next unroll step (MuZero's pseudocode)"""
     reward_from_next_state: bool = False
-    """reward head on the state after the dynamics, R(s_{t,k+1}, a_{t+k}) (the authors' code); default
-    R(s_{t,k}, a_{t+k}) (paper Eq. 4)"""
+    """reward head on the state after the dynamics, R(s_{t,k+1}, a_{t+k}) (the authors' code);
+    default: R(s_{t,k}, a_{t+k}) (paper Eq. 4)"""
     hidden_size: int = 128
     """latent size per agent (paper Appendix B.1: 128)"""
     support_size: int = 5
@@ -188,8 +187,8 @@ class Args:
     dirichlet_fraction: float = 0.25
     """root Dirichlet noise fraction (authors' code: 0.25)"""
     action_temperature: float = 1.0
-    """tau of the self-play action: root child played with prob ~ N(a)^(1/tau) (authors' code: 1; the paper does not
-    say; 0: most visited)"""
+    """tau of the self-play action: root child played with prob ~ N(a)^(1/tau) (authors' code: 1; paper: not given;
+    0: the most visited)"""
     updates_per_env_step: float = 0.5
     """gradient updates per env transition (authors' code: 1M updates over 2M transitions)"""
     reward_loss_coef: float = 1.0
