@@ -51,6 +51,7 @@ Where this script departs from the paper or the authors' code (liuqh16/MAZero, t
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
+import contextlib
 import math
 import os
 import random
@@ -813,9 +814,10 @@ if __name__ == "__main__":
         env = None if args.eval_only else games.make_starcraft(args.map, args.num_envs, args.seed, args.backend)
     except (ValueError, RuntimeError) as e:
         if not args.eval_only and ckpt is None:  # a new run that cannot start leaves nothing behind
-            os.rmdir(os.path.join("runs", run_name))
-            if created_runs:
-                os.rmdir("runs")
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join("runs", run_name))
+                if created_runs:
+                    os.rmdir("runs")
         fail(str(e))
     n, A, obs_dim, E = eval_env.n_agents, eval_env.n_actions, eval_env.obs_dim, args.num_envs
     print(f"StarCraft backend: {eval_env.backend}; map {args.map}: {n} agents, {A} actions; device {device}",
