@@ -23,6 +23,12 @@ Where this departs from the paper or the authors' code (ZifanWu/MAG, built on jb
   *sampled from the prior*, and R̂_m's input is the feature of that same sample (one pass). The released
   code labels with the posterior's training losses (KL + heads, reconstruction divided down to ~0) and
   takes the inputs from a second, independently sampled pass.
+- Dead agents (`--mag-living-mean`, default): a dead agent's observation is all zeros and is predicted almost
+  exactly, so under the paper's sum over agents (R̂_m labels 0.28 dead vs 1.64 alive on 3m) the planner preferred
+  futures in which allies die or the episode ends. R̂_m is trained only on agents alive before the step whose next
+  observation is real, and the planner's score counts a prediction R̂_m was not trained on (a dead agent's, one
+  after a predicted end; from the model's legal-action and pcont heads) at the mean R̂_m of the start state's
+  scored predictions. The paper's sum over all agents: `--no-mag-living-mean`.
 - Heads read the state a transition reaches, s_{t+1} = (h_{t+1}, z_{t+1}), for o_{t+1}, avail(o_{t+1}),
   r_t and 1 - done_t (DreamerV2's layout). MAMBA reads the reward/continuation of step t+1 from
   [z_{t+1}, h_{t+2}], which costs an extra transition per imagined step.
@@ -147,7 +153,12 @@ class Args:
     mag_h: Optional[int] = None
     """H, planning horizon, H <= horizon (Appendix B Table 1 per map, else authors' code: 6)"""
     mag_global_argmin: bool = False
-    """one argmin of the batch-averaged error for all start states (released code) instead of one per start"""
+    """one argmin of the batch-averaged error for all start states (authors' code) instead of one per start"""
+    mag_living_mean: bool = True
+    """R̂_m is trained on, and the planner averages R̂_m over, the predictions of agents alive before the step whose
+    next observation is real (the score: weighted by the model's P(alive) and P(episode still running)), so futures
+    with dead allies or an earlier end score no better for having fewer predictions to make; --no-mag-living-mean:
+    the paper's sum over all N agents, in which a dead agent (all-zero observation, error near 0) lowers the sum"""
 
     # policy learning on model data (MAMBA)
     horizon: int = 15
@@ -440,42 +451,88 @@ def prediction_error(wm, feat, next_obs, reward, seen):
     return obs_err + (wm.reward(feat).squeeze(-1) - reward[..., None]).abs()
 
 
-def rm_loss(wm, rm, batch):
+def alive_in(avail):
+    """Agents alive in an observation, from its legal actions: no-op (action 0) is legal only for a dead agent
+    (SMAC's layout, games.py). avail [..., N, A] -> [..., N]."""
+    return 1 - avail[..., 0]
+
+
+def rm_label_mask(batch, living):
+    """Which (transition t, agent i) R̂_m is trained on (see rm_loss): [T, B, N] from rows [T+1, B, ...]."""
+    valid = 1 - batch["first"][1:]  # [T, B]: row t+1 continues row t's episode
+    if not living:
+        return valid[..., None].expand(*valid.shape, batch["avail"].shape[-2])
+    return (valid * (1 - batch["fake"][1:]))[..., None] * alive_in(batch["avail"][:-1])
+
+
+def rm_loss(wm, rm, batch, living=True):
     """R̂_m's input is the feature of a prediction sampled from the prior, s_{t+1} = (h_{t+1}, z ~ p),
     and its label is that same prediction's error against the real transition (one pass, so input
-    and label agree; it is also what plan_to_predict scores: prior samples)."""
+    and label agree; it is also what plan_to_predict scores: prior samples).
+    living (--mag-living-mean): only agents alive in o_t (the local models with something to predict; a
+    death at t+1 is a prediction with an error) on transitions whose o_{t+1} is real are labelled. A dead
+    agent's all-zero observation is predicted almost exactly, so with every agent labelled (the paper's sum,
+    living=False) R̂_m learns that dead allies are cheap (3m: 0.28 vs 1.64 for the living) and the planner
+    prefers futures in which they die; the transition into the absorbing row (no o_{t+1}, a reward error
+    only) would likewise teach it that an episode end is cheap."""
     with torch.no_grad():
         h, _, prior, _ = observe(wm, batch)
         z = sample_onehot(prior)
         feat = wm.feat(h[1:], z)  # [T, B, N, F]
-        valid = 1 - batch["first"][1:]
-        label = prediction_error(wm, feat, batch["obs"][1:], batch["reward"][:-1], valid * (1 - batch["fake"][1:]))
-    loss = F.smooth_l1_loss(rm(feat), label, reduction="none").mean(-1)  # [T, B]
-    return masked_mean(loss, valid), masked_mean(label.mean(-1), valid)
+        seen = (1 - batch["first"][1:]) * (1 - batch["fake"][1:])
+        label = prediction_error(wm, feat, batch["obs"][1:], batch["reward"][:-1], seen)  # [T, B, N]
+        mask = rm_label_mask(batch, living)
+    loss = F.smooth_l1_loss(rm(feat), label, reduction="none")  # [T, B, N]
+    return masked_mean(loss, mask), masked_mean(label, mask)
 
 
 # ---------------------------------------------------------------------------------------------
 # Algorithm 1 lines 6-14: model rollouts, each prediction planned against the current joint policy
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False):
+def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, alive0=None, living=True):
     """Lines 10-12, random shooting in the model MMDP (Def. 1). The model-state is (s_t, a_t), already
     folded into h_{t+1} and the prior; the local models' joint "model-action" is the prediction z_{t+1}.
     Draw L candidate predictions, continue each for H-1 more steps in which the current joint policy π
-    acts as the dynamics (sampled actions and avail masks), score each rollout by the summed R̂_m of its
-    H predictions over agents (line 11), and keep the first prediction of the best (line 12). R̂_m is
-    an error, so the best rollout is the argmin (the paper's argmax of the model-reward).
-    h1 [B, N, D], prior_logits [B, N, C, K] -> z [B, N, C, K], chosen and first-candidate scores [B]."""
+    acts as the dynamics (sampled actions and avail masks), score each rollout by R̂_m over agents and its
+    H predictions (line 11), and keep the first prediction of the best (line 12). R̂_m is an error, so the
+    best rollout is the argmin (the paper's argmax of the model-reward).
+    Score: living=False, the paper's sum Σ_k Σ_i R̂_m(s^i_k). living=True (--mag-living-mean), the same N·H
+    terms, but each is R̂_m only in proportion w_ki to the chance that it is a prediction R̂_m was trained on
+    (rm_loss: agent i alive in s_{k-1}, s_k a real observation) and otherwise the mean R̂_m of the scored
+    predictions of all L candidates of this start state, r̄:
+        Σ_k Σ_i [w_ki R̂_m(s^i_k) + (1 - w_ki) r̄],   w_ki = P(i alive in s_{k-1}) · Π_{j<=k} P(s_j continues)
+    with P(alive) from the model's legal-action head (alive_in) and P(continues) from its pcont head. A dead
+    agent's prediction, or one after a predicted end, then counts as an average one: a rollout with more
+    deaths or an earlier end is not preferred (nor avoided) for having fewer predictions to make, and R̂_m
+    is never read where it was not trained.
+    h1 [B, N, D], prior_logits [B, N, C, K], alive0 [B, N] (P(alive) in the state s_t the first prediction
+    is made from; None: all alive) -> z [B, N, C, K], chosen and first-candidate scores [B]."""
     B, N = h1.shape[:2]
     candidates = sample_onehot(prior_logits.expand(L, *prior_logits.shape))  # [L, B, N, C, K]
     h, z = h1.expand(L, *h1.shape).reshape(L * B, N, -1), candidates.reshape(L * B, *candidates.shape[2:])
-    r_m = rm(wm.feat(h, z)).sum(-1)  # [L*B], the t = 0 term
-    for _ in range(H - 1):
-        action, _, _ = policy_step(wm, actor, wm.feat(h, z))
-        h, logits = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
-        z = sample_onehot(logits)
-        r_m = r_m + rm(wm.feat(h, z)).sum(-1)
-    r_m = r_m.view(L, B)
+    alive = h1.new_ones(L * B, N) if alive0 is None else alive0.expand(L, B, N).reshape(L * B, N)
+    running = h1.new_ones(L * B)
+    total = weight = 0.0
+    for k in range(H):
+        if k:
+            action, _, _ = policy_step(wm, actor, wm.feat(h, z))
+            h, logits = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
+            z = sample_onehot(logits)
+        feat = wm.feat(h, z)  # [L*B, N, F]
+        r_m = rm(feat)  # [L*B, N]
+        if living:
+            running = running * torch.sigmoid(wm.pcont(feat).squeeze(-1)).mean(-1)  # P(s_k is a real observation)
+            w = alive * running[:, None]  # [L*B, N]
+            total, weight = total + (w * r_m).sum(-1), weight + w.sum(-1)
+            alive = alive_in(torch.sigmoid(wm.avail(feat)))  # P(alive) in s_k, for the prediction of s_{k+1}
+        else:
+            total = total + r_m.sum(-1)
+    r_m = total.view(L, B)
+    if living:  # the unscored share of the N*H terms at r̄, the start state's mean over its scored predictions
+        weight = weight.view(L, B)
+        r_bar = r_m.sum(0) / weight.sum(0).clamp(min=1e-12)  # [B]
+        r_m = r_m + (N * H - weight) * r_bar
     best = r_m.mean(1).argmin().expand(B) if global_argmin else r_m.argmin(0)  # [B]
     arange = torch.arange(B, device=h1.device)
     return candidates[best, arange], r_m[best, arange], r_m[0]
@@ -490,9 +547,11 @@ def imagine(wm, actor, critic, rm, h, z, args, L, H):
     for _ in range(args.horizon):
         feat = wm.feat(h, z)  # [M, N, F]
         action, avail, logits = policy_step(wm, actor, feat)
+        alive = alive_in(torch.sigmoid(wm.avail(feat))) if args.mag and args.mag_living_mean else None  # [M, N]
         h, prior = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
         if args.mag:
-            z, score, score_first = plan_to_predict(wm, actor, rm, h, prior, L, H, args.mag_global_argmin)
+            z, score, score_first = plan_to_predict(wm, actor, rm, h, prior, L, H, args.mag_global_argmin, alive,
+                                                    args.mag_living_mean)
             chosen.append(score), first.append(score_first)
         else:
             z = sample_onehot(prior)
@@ -776,7 +835,8 @@ if __name__ == "__main__":
         wm.eval()  # no dropout while labelling and imagining (as the authors)
         if args.mag:
             for _ in range(args.rm_epochs):  # line 5
-                loss, label = rm_loss(wm, rm, buffer_sample(buf, args.model_batch_size, args.seq_length, rng, device))
+                loss, label = rm_loss(wm, rm, buffer_sample(buf, args.model_batch_size, args.seq_length, rng, device),
+                                      args.mag_living_mean)
                 opts["rm"].zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(rm.parameters(), args.grad_clip)

@@ -90,6 +90,7 @@ class LatentKeepingModel(nn.Module):
 
 @pytest.mark.parametrize("global_argmin", [False, True])
 def test_plan_to_predict_keeps_the_argmin_of_summed_rm(global_argmin):
+    """The paper's score (--no-mag-living-mean): R̂_m summed over agents and the H predictions."""
     wm, L, H, B, N = LatentKeepingModel(), 6, 3, 32, 2
     cost = torch.tensor([3.0, -1.0, 0.5, 2.0, 0.0])  # R̂_m of each class of the single categorical
     rm = lambda feat: feat[..., :5] @ cost  # noqa: E731
@@ -97,7 +98,7 @@ def test_plan_to_predict_keeps_the_argmin_of_summed_rm(global_argmin):
     h1, prior = torch.zeros(B, N, 1), torch.zeros(B, N, 1, 5)  # uniform prior: candidates differ
 
     torch.manual_seed(3)
-    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, global_argmin)
+    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, global_argmin, living=False)
     torch.manual_seed(3)  # the same draws: the candidates are the function's first samples
     cand = mag.sample_onehot(prior.expand(L, *prior.shape))  # [L, B, N, 1, 5]
     score = H * (cand[..., 0, :] @ cost).sum(-1)  # [L, B]: summed over agents and the H steps
@@ -107,6 +108,115 @@ def test_plan_to_predict_keeps_the_argmin_of_summed_rm(global_argmin):
     if not global_argmin:
         assert torch.allclose(chosen, score.min(0).values)  # per start state: never worse than any candidate
         assert (chosen < score[0]).any()
+
+
+class DyingModel(nn.Module):
+    """A stub world model with one categorical of 4 classes per agent, kept by the transition: classes 0, 1 are a
+    living agent, 2, 3 a dead one (its no-op is legal, SMAC's layout). h counts the steps (h1 = 1: the first
+    prediction). The episode ends (pcont) when every agent is dead."""
+    n_actions, K = 3, 4
+
+    def __init__(self, avail_logit=30.0, pcont_logit=30.0):
+        super().__init__()
+        self.avail_logit, self.pcont_logit = avail_logit, pcont_logit
+
+    def transition(self, action_onehot, z, h):
+        return h + 1, (z - 0.5) * 2e4
+
+    def dead(self, feat):  # [..., N]
+        return feat[..., 2] + feat[..., 3]
+
+    def avail(self, feat):  # no-op logit +a for a dead agent, -a for a living one
+        noop = (2 * self.dead(feat) - 1) * self.avail_logit
+        return torch.stack([noop, torch.zeros_like(noop), torch.zeros_like(noop)], -1)
+
+    def pcont(self, feat):  # [..., N, 1]: -p when every agent is dead, +p otherwise
+        all_dead = self.dead(feat).min(-1, keepdim=True).values.expand_as(feat[..., 0])
+        return ((1 - 2 * all_dead) * self.pcont_logit)[..., None]
+
+    @staticmethod
+    def feat(h, z):
+        return torch.cat([z.flatten(-2), h], -1)
+
+
+def test_living_score_does_not_prefer_predicted_deaths():
+    """A death predicted at the first step is as costly as any other prediction (R̂_m 1.0), but once dead an agent
+    is nearly free (0.05: what the paper's label teaches R̂_m, dead observations being all zeros). The paper's sum
+    then prefers the candidates with the most deaths; the living score gives every candidate the same N*H, however
+    many agents die, including the one in which all die and the episode ends."""
+    wm, L, H, B, N = DyingModel(), 8, 4, 256, 3
+    actor = lambda feat: torch.zeros(*feat.shape[:-1], 3)  # noqa: E731
+
+    def rm(feat):
+        dead, first_prediction = wm.dead(feat), (feat[..., -1] == 1).float()
+        return (1 - dead) * 1.0 + dead * (first_prediction * 1.0 + (1 - first_prediction) * 0.05)
+
+    h1, prior = torch.ones(B, N, 1), torch.zeros(B, N, 1, 4)  # every agent alive or dead with probability 1/2
+    for living in (True, False):
+        torch.manual_seed(0)
+        z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, living=living)
+        deaths_chosen, deaths_first = wm.dead(wm.feat(h1, z)).sum(-1), None
+        torch.manual_seed(0)
+        cand = mag.sample_onehot(prior.expand(L, *prior.shape))
+        deaths = wm.dead(cand[..., 0, :]).sum(-1)  # [L, B]
+        if living:
+            assert torch.allclose(chosen, torch.full((B,), float(N * H)), atol=1e-3)
+            assert torch.allclose(first, chosen, atol=1e-3)  # every candidate scores N*H: no preference
+        else:
+            expected = N + (H - 1) * ((N - deaths) + 0.05 * deaths)  # [L, B]: decreasing in the deaths
+            assert torch.allclose(chosen, expected.min(0).values, atol=1e-4)
+            assert torch.equal(deaths_chosen, deaths.max(0).values)  # the sum picks the most deaths
+            assert deaths_chosen.float().mean() > deaths[0].float().mean() + 1.0
+
+
+def test_living_score_matches_a_slow_reference():
+    """Soft P(alive) and P(continue), unequal R̂_m: the vectorised score equals a loop over candidates, start
+    states, steps and agents of Σ_k Σ_i [w_ki R̂_m + (1 - w_ki) r̄] with r̄ the start's mean scored R̂_m."""
+    wm, L, H, B, N = DyingModel(avail_logit=1.5, pcont_logit=0.7), 5, 3, 16, 3
+    cost = torch.tensor([1.0, 1.6, 0.2, 0.4])
+    rm = lambda feat: feat[..., :4] @ cost + 0.1 * feat[..., -1]  # noqa: E731  (later predictions cost more)
+    actor = lambda feat: torch.zeros(*feat.shape[:-1], 3)  # noqa: E731
+    torch.manual_seed(1)
+    h1, prior, alive0 = torch.ones(B, N, 1), torch.randn(B, N, 1, 4), torch.rand(B, N)
+    torch.manual_seed(2)
+    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, alive0=alive0, living=True)
+    torch.manual_seed(2)
+    cand = mag.sample_onehot(prior.expand(L, *prior.shape))  # [L, B, N, 1, 4]
+    score = torch.zeros(L, B)
+    scored, weights = torch.zeros(L, B), torch.zeros(L, B)
+    for b in range(B):
+        for l in range(L):
+            feat0 = wm.feat(h1[b], cand[l, b])  # [N, F]
+            running, alive = 1.0, alive0[b]
+            for k in range(H):
+                feat = feat0.clone()
+                feat[:, -1] = 1 + k
+                running = running * torch.sigmoid(wm.pcont(feat)[:, 0]).mean()
+                for i in range(N):
+                    w = alive[i] * running
+                    scored[l, b] += w * rm(feat[i])
+                    weights[l, b] += w
+                alive = 1 - torch.sigmoid(wm.avail(feat)[:, 0])
+        r_bar = scored[:, b].sum() / weights[:, b].sum()
+        score[:, b] = scored[:, b] + (N * H - weights[:, b]) * r_bar
+    best = score.argmin(0)
+    assert torch.allclose(first, score[0], atol=1e-4) and torch.allclose(chosen, score.min(0).values, atol=1e-4)
+    assert torch.equal(z, cand[best, torch.arange(B)])
+
+
+def test_rm_label_counts_living_agents_with_a_real_next_observation():
+    """The label mask of rm_loss: an agent dead in o_t (no-op legal) and transitions into the absorbing row or
+    into a new episode are not labelled; the paper's form labels every agent of every in-episode transition."""
+    T, B, N, A = 4, 1, 2, 3
+    avail = torch.tensor([0.0, 1.0, 1.0]).repeat(T, B, N, 1)  # alive: stop and a move legal, no-op not
+    avail[1:, 0, 1] = torch.tensor([1.0, 0.0, 0.0])  # agent 1 dead from row 1 on: only its no-op is legal
+    batch = dict(avail=avail, first=torch.tensor([[1.0], [0.0], [0.0], [1.0]]),
+                 fake=torch.tensor([[0.0], [0.0], [1.0], [0.0]]))
+    mask = mag.rm_label_mask(batch, living=True)  # [T-1, B, N]: transitions 0->1, 1->2 (absorbing), 2->3 (new)
+    assert mask[:, 0].tolist() == [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    batch["fake"] = torch.zeros(T, 1)
+    assert mag.rm_label_mask(batch, living=True)[:, 0].tolist() == [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
+    assert mag.rm_label_mask(batch, living=False)[:, 0].tolist() == [[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
 
 
 def test_lh_table_is_appendix_b_and_flags_override(monkeypatch):
