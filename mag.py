@@ -120,6 +120,10 @@ class Args:
     """dropout in the transition's transformer (MAMBA: 0.1)"""
     kl_balance: float = 0.8
     """KL balancing α: α KL(sg(q)||p) + (1-α) KL(q||sg(p)) (MAMBA/DreamerV2: 0.8)"""
+    first_obs_loss: bool = True
+    """the first observation of each episode and row 0 of every sampled window are loss targets from the reset
+    state h = 0 (KL to the reset prior, reconstruction, avail), as MAMBA, which predicts them from its zero state;
+    --no-first-obs-loss: only observations reached by a transition are targets"""
     model_lr: float = 5e-4
     """world-model learning rate (MAG Appendix B: 5e-4; MAMBA: 2e-4)"""
     model_epochs: int = 60
@@ -399,16 +403,20 @@ def buffer_sample(buf, batch_size, length, rng, device):
 # Algorithm 1 line 4: train the local models on D_e via one-step prediction
 # ---------------------------------------------------------------------------------------------
 def observe(wm, batch):
-    """Filter real sequences: posterior states s_t = (h_t, z_t), t = 0..T, and the prior logits of the
-    T transitions. The history restarts (h = 0) at rows that begin an episode.
-    Returns h [T+1, B, N, D], z [T+1, B, N, C, K], prior and posterior logits [T, B, N, C, K]."""
+    """Filter real sequences: posterior states s_t = (h_t, z_t) and prior logits of z_t, t = 0..T. The history
+    restarts (h = 0, the reset state the agents act from) at row 0 and at rows that begin an episode; there the
+    prior is the reset state's, p(z | h = 0), else the transition's from s_{t-1} and a_{t-1}.
+    Returns h [T+1, B, N, D], z [T+1, B, N, C, K], prior and posterior logits [T+1, B, N, C, K]."""
     obs, a, first = batch["obs"], batch["action_onehot"], batch["first"]
     h = torch.zeros(*obs.shape[1:3], wm.gru.hidden_size, device=obs.device)
+    reset_prior = wm.prior_net(h).view(*h.shape[:2], wm.C, wm.K)
     post = wm.posterior(h, obs[0])
-    hs, zs, priors, posts = [h], [straight_through_sample(post)], [], []
+    hs, zs, priors, posts = [h], [straight_through_sample(post)], [reset_prior], [post]
     for t in range(obs.shape[0] - 1):
         h, prior = wm.transition(a[t], zs[-1], h)
-        h = h * (1 - first[t + 1])[:, None, None]  # a new episode: no history (that prior is masked)
+        new = first[t + 1][:, None, None]  # a new episode: no history
+        h = h * (1 - new)
+        prior = torch.where(new[..., None] > 0, reset_prior, prior)
         post = wm.posterior(h, obs[t + 1])
         hs.append(h), zs.append(straight_through_sample(post)), priors.append(prior), posts.append(post)
     return torch.stack(hs), torch.stack(zs), torch.stack(priors), torch.stack(posts)
@@ -418,23 +426,29 @@ def masked_mean(x, mask):
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def world_model_loss(wm, batch, kl_balance):
+def world_model_loss(wm, batch, kl_balance, first_obs_loss=True):
     """One-step prediction loss (line 4): balanced KL + reconstruction + reward + continuation + avail.
     Transition t (a_t from row t) is scored on the posterior state s_{t+1}; it counts only if row t+1
-    continues the same episode, and its observation terms only if o_{t+1} is real (not absorbing)."""
-    h, z, prior, post = observe(wm, batch)
+    continues the same episode, and its observation terms only if o_{t+1} is real (not absorbing).
+    first_obs_loss (MAMBA): the rows whose state is the reset state, row 0 of the window and each episode's
+    first row, are targets too: KL of their posterior to the reset prior, reconstruction and avail (no reward
+    or continuation: no transition leads into them). MAMBA starts every window, and every episode, from a
+    zero state and predicts the first observation from it."""
+    h, z, prior, post = observe(wm, batch)  # [T+1, ...]
     valid = 1 - batch["first"][1:]  # [T, B]
-    seen = valid * (1 - batch["fake"][1:])
-    feat = wm.feat(h[1:], z[1:])  # [T, B, N, F]
-    kl = kl_balanced(post, prior, kl_balance).mean(-1)  # [T, B], mean over agents
-    rec = F.smooth_l1_loss(wm.decoder(feat), batch["obs"][1:], reduction="none").sum(-1).mean(-1)
-    rew = F.smooth_l1_loss(wm.reward(feat).squeeze(-1), batch["reward"][:-1, :, None].expand_as(feat[..., 0]),
+    reset = torch.cat([torch.ones_like(valid[:1]), batch["first"][1:]])  # [T+1, B]
+    rows = torch.cat([torch.zeros_like(valid[:1]), valid]) + (reset if first_obs_loss else 0)  # [T+1, B]
+    seen = rows * (1 - batch["fake"])
+    feat = wm.feat(h, z)  # [T+1, B, N, F]
+    kl = kl_balanced(post, prior, kl_balance).mean(-1)  # [T+1, B], mean over agents
+    rec = F.smooth_l1_loss(wm.decoder(feat), batch["obs"], reduction="none").sum(-1).mean(-1)
+    av = F.binary_cross_entropy_with_logits(wm.avail(feat), batch["avail"], reduction="none").sum(-1).mean(-1)
+    rew = F.smooth_l1_loss(wm.reward(feat[1:]).squeeze(-1), batch["reward"][:-1, :, None].expand_as(feat[1:, ..., 0]),
                            reduction="none").mean(-1)
-    pcont = F.binary_cross_entropy_with_logits(wm.pcont(feat).squeeze(-1),
-                                               (1 - batch["done"][:-1, :, None]).expand_as(feat[..., 0]),
+    pcont = F.binary_cross_entropy_with_logits(wm.pcont(feat[1:]).squeeze(-1),
+                                               (1 - batch["done"][:-1, :, None]).expand_as(feat[1:, ..., 0]),
                                                reduction="none").mean(-1)
-    av = F.binary_cross_entropy_with_logits(wm.avail(feat), batch["avail"][1:], reduction="none").sum(-1).mean(-1)
-    losses = dict(model_kl=masked_mean(kl, valid), reconstruction=masked_mean(rec, seen),
+    losses = dict(model_kl=masked_mean(kl, rows), reconstruction=masked_mean(rec, seen),
                   reward=masked_mean(rew, valid), pcont=masked_mean(pcont, valid), avail=masked_mean(av, seen))
     return sum(losses.values()), losses
 
@@ -477,7 +491,7 @@ def rm_loss(wm, rm, batch, living=True):
     only) would likewise teach it that an episode end is cheap."""
     with torch.no_grad():
         h, _, prior, _ = observe(wm, batch)
-        z = sample_onehot(prior)
+        z = sample_onehot(prior[1:])
         feat = wm.feat(h[1:], z)  # [T, B, N, F]
         seen = (1 - batch["first"][1:]) * (1 - batch["fake"][1:])
         label = prediction_error(wm, feat, batch["obs"][1:], batch["reward"][:-1], seen)  # [T, B, N]
@@ -825,7 +839,7 @@ if __name__ == "__main__":
         logs = {}
         for _ in range(args.model_epochs):  # line 4
             total, losses = world_model_loss(wm, buffer_sample(buf, args.model_batch_size, args.seq_length,
-                                                               rng, device), args.kl_balance)
+                                                               rng, device), args.kl_balance, args.first_obs_loss)
             opts["world_model"].zero_grad()
             total.backward()
             nn.utils.clip_grad_norm_(wm.parameters(), args.grad_clip)

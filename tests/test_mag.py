@@ -254,6 +254,41 @@ def tiny_args(**kw):
                                attn_heads=2, rm_hidden=16, horizon=4, **kw)
 
 
+def random_batch(T1, B, N, O, A, first, fake=None):
+    torch.manual_seed(0)
+    action = torch.randint(0, A, (T1, B, N))
+    return dict(obs=torch.randn(T1, B, N, O), avail=(torch.rand(T1, B, N, A) < 0.5).float(), action=action,
+                action_onehot=F.one_hot(action, A).float(), reward=torch.randn(T1, B), done=torch.zeros(T1, B),
+                first=first, fake=torch.zeros(T1, B) if fake is None else fake)
+
+
+def test_first_observation_is_a_target_from_the_reset_state():
+    """Windows in which every row starts an episode: no transition is a target, so without --first-obs-loss
+    nothing is learned; with it (MAMBA) each row's KL to the reset prior p(z | h=0), reconstruction and avail
+    count, and reward/continuation still do not (no transition leads into a first row)."""
+    N, O, A, T1, B = 2, 5, 4, 3, 6
+    wm = mag.WorldModel(N, O, A, tiny_args()).eval()
+    batch = random_batch(T1, B, N, O, A, first=torch.ones(T1, B))
+    _, off = mag.world_model_loss(wm, batch, 0.8, first_obs_loss=False)
+    assert all(v.item() == 0 for v in off.values())
+    total, on = mag.world_model_loss(wm, batch, 0.8, first_obs_loss=True)
+    assert on["model_kl"] > 0 and on["reconstruction"] > 0 and on["avail"] > 0
+    assert on["reward"] == 0 and on["pcont"] == 0 and total.requires_grad
+    h0 = torch.zeros(B, N, wm.gru.hidden_size)
+    reset_prior = wm.prior_net(h0).view(B, N, wm.C, wm.K)
+    kl = torch.stack([mag.kl_balanced(wm.posterior(h0, batch["obs"][t]), reset_prior, 0.8).mean() for t in range(T1)])
+    assert torch.allclose(on["model_kl"], kl.mean(), atol=1e-6)
+    # row 0 of a window in mid-episode is a target too; a later row of that episode only through its transition
+    batch = random_batch(T1, B, N, O, A, first=torch.zeros(T1, B), fake=torch.tensor([[1.0] * B, [0.0] * B, [0.0] * B]))
+    torch.manual_seed(1)  # the same latent samples in both calls
+    _, off = mag.world_model_loss(wm, batch, 0.8, first_obs_loss=False)
+    torch.manual_seed(1)
+    _, on = mag.world_model_loss(wm, batch, 0.8, first_obs_loss=True)
+    for k in ("reward", "pcont", "reconstruction", "avail"):  # row 0 is absorbing here: no observation terms
+        assert torch.allclose(on[k], off[k]), k
+    assert not torch.allclose(on["model_kl"], off["model_kl"])  # but its KL to the reset prior counts
+
+
 @pytest.mark.parametrize("use_mag", [True, False])
 def test_imagine_builds_the_model_dataset(use_mag):
     """Lines 6-14 wired together on a random model: D_m has K*M samples of N agents, the returns are
