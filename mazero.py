@@ -100,10 +100,9 @@ class Args:
     """"cpu": the CPU_PRESET settings (fewer simulations, smaller reanalyse batch, fewer updates); None: the paper's"""
 
     map: str = "3m"
-    """SMAC map, one of games.SMAC_MAPS.
-    SMAX and SC2 (games.SMAX_MAPS): 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z,
-    3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor.
-    StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling, bane_vs_bane, 2s_vs_1sc."""
+    """SMAC map, a key of games.SMAC_MAPS (an unknown name lists them all): 3m, 8m, 25m, 5m_vs_6m, 8m_vs_9m, 2s3z,
+    3s5z, 3s_vs_5z, 6h_vs_8z, corridor, ...; SMAX plays those in games.SMAX_MAPS, the others (MMM, MMM2, 1c3s5z, ...)
+    need StarCraft II"""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 8
