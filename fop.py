@@ -11,13 +11,13 @@ and the individual policy loss Eq. 11, in the order of Algorithm 1.
     python fop.py --checkpoint runs/<run>/checkpoint.pt --eval-only    # evaluate a checkpoint
     python fop.py --single-alpha --entropy-mean --no-critic-history --epsilon-floor   # the authors' code choices
 
-Where this script departs from the paper (P) or the authors' code (C, liyheng/FOP):
-  * Individual temperatures: alpha_i from the weight network by Sec. 4.3's formula (P), estimated per agent as a ratio
+Where this script departs from the paper (paper) or the authors' code (C, liyheng/FOP):
+  * Individual temperatures: alpha_i from the weight network by Sec. 4.3's formula (paper), estimated per agent as a ratio
     of batch sums with one joint action u ~ pi_jt, and updated after the networks (Algorithm 1, line 12).
     C uses the team alpha everywhere: --single-alpha.
-  * Entropy of the joint policy: log pi_jt = sum_i log pi_i (P); C takes the mean over agents: --entropy-mean.
-  * Q_i(tau_i, u_i) is a GRU over the agent's history (P); C's critic is an MLP on (o_i, id): --no-critic-history.
-  * pi_i is a softmax over the legal actions (P); C mixes an epsilon floor (1 -> 0.05 over 50k steps) into the policy
+  * Entropy of the joint policy: log pi_jt = sum_i log pi_i (paper); C takes the mean over agents: --entropy-mean.
+  * Q_i(tau_i, u_i) is a GRU over the agent's history (paper); C's critic is an MLP on (o_i, id): --no-critic-history.
+  * pi_i is a softmax over the legal actions (paper); C mixes an epsilon floor (1 -> 0.05 over 50k steps) into the policy
     used both for acting and in the losses: --epsilon-floor (C also replaces the sample by a random action with
     probability epsilon; not done here).
   * V_i = alpha_i logsumexp(Q_i / alpha_i) over the legal actions (Eq. 6; C sums over all actions). For discrete
@@ -29,17 +29,17 @@ Where this script departs from the paper (P) or the authors' code (C, liyheng/FO
     --paper-gradient.
   * Eq. 9 as a soft TD(lambda=0.8) return over whole episodes (C's TD(lambda)), with the entropy bonus of every
     bootstrap and every later stored action inside the recursion; C subtracts alpha mean_i log pi_i once, outside it.
-    The bootstrap joint action u' ~ pi_jt is one sample (P and C); clipped double Q: two critic/mixer pairs (C).
+    The bootstrap joint action u' ~ pi_jt is one sample (paper and authors' code); clipped double Q: two critic/mixer pairs (authors' code).
   * Time-outs are terminal (as C with SMAC's continuing_episode False): the env does not return the last observation.
   * Batched envs: whole episodes go to the buffer as they end; each ended episode pays `--updates-per-episode`
-    updates of `--batch-size` episodes (C: one update per episode); targets are copied every 200 updates (C: 200
+    updates of `--batch-size` episodes (authors' code: one update per episode); targets are copied every 200 updates (authors' code: 200
     episodes, which C runs one update each).
   * MTQ (no code from C): tanh-squashed Gaussian policies starting at (0, 0), MLP Q_i(o_i, u_i) and V_i(o_i), rewards
-    x 0.1 (P); alpha 1 -> 0.01 over the first 10k of 20k steps and 2 updates of 128 episodes per 32 episodes (ours).
+    x 0.1 (paper); alpha 1 -> 0.01 over the first 10k of 20k steps and 2 updates of 128 episodes per 32 episodes (ours).
     Actions while training are uniform in [-10, 10] (--explore 1, ours; P's Appendix D.1 is not in our text): the
     one-step target is the reward, so off-policy data biases nothing, and Q_i sees the narrow optimum at (5, 5). With
     the policy's own samples (--explore 0) the greedy action went to (-5, -5) in 16 of 20 seeds (fop_results.md).
-    Matrix game (no code from C): alpha 1 -> 0.01 over 10k steps (P Table 2); 4 updates per 32 episodes (ours);
+    Matrix game (no code from C): alpha 1 -> 0.01 over 10k steps (paper Table 2); 4 updates per 32 episodes (ours);
     acting by pi_i. Its weight network is bounded attention (--lambda-attention-bound 1, fsv.py's; P gives no
     architecture) with the team alpha (--single-alpha, C): 10 of 10 seeds reach (A, A) with Q_jt(A, A) = 8 +- 0.1.
     C's weights, or the per-agent alpha_i, miss it in most seeds (benchmarks/fop_results.md). On SMAX 3m these
@@ -51,9 +51,11 @@ import copy
 import math
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 import numpy as np
@@ -79,6 +81,11 @@ class Args:
     """log to Weights & Biases"""
     wandb_project_name: str = "marl-papers"
     """the wandb project name"""
+    capture_video: bool = False
+    """record env 0's first episode of every --video-interval-th evaluation: runs/{run_name}/videos/step_<N>.gif on
+    SMAX, a StarCraft II replay next to that path on SC2 (with --eval-only: videos/ next to the checkpoint)"""
+    video_interval: int = 1
+    """with --capture-video: record every this many evaluations (1: every one)"""
     save_model: bool = True
     """write checkpoints to runs/{run_name}/checkpoint.pt"""
     checkpoint: Optional[str] = None
@@ -89,76 +96,86 @@ class Args:
     env: str = "smac"
     """smac (a SMAC map), matrix (the matrix game of Table 1) or mtq (Max of Two Quadratics, Fig. 2)"""
     map: str = "3m"
-    """SMAC map (with --env smac)"""
+    """SMAC map (with --env smac), one of games.SMAC_MAPS: 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m,
+    27m_vs_30m, 2s3z, 3s5z, 3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor (these are
+    games.SMAX_MAPS, the ones SMAX plays), and on StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling,
+    bane_vs_bane, 2s_vs_1sc"""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 8
     """parallel environments (also the number of evaluation environments)"""
     total_timesteps: int = 2_050_000
-    """environment steps, one per env per step (C: 2.05M; matrix: 10k steps, P Sec. 5.1; mtq: 20k, P Fig. 2b)"""
+    """environment steps, one per env per step (authors' code: 2.05M; matrix: 10k steps, paper Sec. 5.1; mtq: 20k,
+    paper Fig. 2b)"""
     eval_interval: int = 10_000
-    """evaluate every this many env steps (C: 10k)"""
+    """evaluate every this many env steps (authors' code: 10k)"""
     eval_episodes: int = 32
-    """greedy evaluation episodes (C: 32)"""
+    """greedy evaluation episodes (authors' code: 32)"""
     checkpoint_interval: int = 100_000
     """write a checkpoint every this many env steps"""
     log_interval: int = 1_000
     """log losses and SPS every this many env steps"""
 
     gamma: float = 0.99
-    """discount gamma (C: 0.99)"""
+    """discount gamma (authors' code: 0.99)"""
     td_lambda: float = 0.8
-    """lambda of the TD(lambda) soft target built on Eq. 9 (C: 0.8)"""
+    """lambda of the TD(lambda) soft target built on Eq. 9 (authors' code: 0.8)"""
     alpha_start: float = 0.5
-    """team temperature alpha at step 0 (C: 0.5; matrix: 1, P Table 2; mtq: 1)"""
+    """team temperature alpha at step 0 (authors' code: 0.5; matrix: 1, paper Table 2; mtq: 1)"""
     alpha_end: float = 0.05
-    """team temperature after the anneal (C: 0.05; matrix: 0.01, P Table 2 (d) = Table 1; mtq: 0.01)"""
+    """team temperature after the anneal (authors' code: 0.05; matrix: 0.01, paper Table 2 (d) = Table 1; mtq: 0.01)"""
     alpha_anneal_steps: int = 90_000
-    """env steps of the linear anneal (C: max(0.05, 0.5 - t/2e5) reaches 0.05 at 90k; matrix: 10k, P Table 2)"""
+    """env steps of the linear anneal (authors' code: max(0.05, 0.5 - t/2e5) reaches 0.05 at 90k; matrix: 10k, paper
+    Table 2)"""
     autotune: bool = False
-    """tune the team alpha as SAC does (P Sec. 4.3) instead of annealing it"""
+    """tune the team alpha as SAC does (paper Sec. 4.3) instead of annealing it"""
     target_entropy_scale: float = 0.2
-    """--autotune target entropy per agent: this fraction of log |legal actions| (ours; P gives none)"""
+    """--autotune target entropy per agent: this fraction of log |legal actions| (ours; the paper gives none)"""
     single_alpha: bool = False
-    """alpha_i = alpha for every agent (C); default: alpha_i from the weight network (P Sec. 4.3)"""
+    """alpha_i = alpha for every agent (authors' code); default: alpha_i from the weight network (paper Sec. 4.3)"""
+    lambda_normalise: bool = False
+    """divide lambda_i by its mean over the agents (per joint action), so that mean_i lambda_i = 1 and alpha_i / alpha
+    stays O(1) (ours); the value of Q_jt is still Eq. 7 with these weights; default: lambda as the network gives it"""
     entropy_mean: bool = False
-    """the target's entropy term with the mean over agents of log pi_i (C); default: the sum, log pi_jt (P)"""
+    """the target's entropy term with the mean over agents of log pi_i (authors' code); default: the sum, log pi_jt
+    (paper)"""
     paper_gradient: bool = False
-    """gradient of Q_jt into Q_i through lambda_i (P's formula read literally); default: dQ_jt/dQ_i = 1 (C)"""
+    """gradient of Q_jt into Q_i through lambda_i (the paper's formula read literally); default: dQ_jt/dQ_i = 1
+    (authors' code)"""
     critic_history: bool = True
-    """Q_i(tau_i, .) a GRU over (obs, last action, id) (P); --no-critic-history: MLP on (obs, id) (C)"""
+    """Q_i(tau_i, .) a GRU over (obs, last action, id) (paper); --no-critic-history: MLP on (obs, id) (authors' code)"""
     epsilon_floor: bool = False
-    """mix epsilon-uniform into pi_i, epsilon 1 -> 0.05 over 50k steps, for acting and losses (C)"""
+    """mix epsilon-uniform into pi_i, epsilon 1 -> 0.05 over 50k steps, for acting and losses (authors' code)"""
     explore: float = 0.0
     """probability that an agent acts uniformly at random instead of sampling pi_i, while training only; the losses
     are unchanged (ours; mtq: 1, uniform data as in FSV's toy protocol, see the module docstring)"""
     reward_scale: float = 1.0
-    """reward multiplier (mtq: 0.1, P Sec. 5.1)"""
+    """reward multiplier (mtq: 0.1, paper Sec. 5.1)"""
     hidden_dim: int = 64
-    """hidden units of the policy and individual critics (C: 64)"""
+    """hidden units of the policy and individual critics (authors' code: 64)"""
     mixing_embed_dim: int = 32
-    """hidden units of V_phi(s) in the mixer (C: 32)"""
+    """hidden units of V_phi(s) in the mixer (authors' code: 32)"""
     n_heads: int = 4
-    """heads of the weight network lambda (C: 4)"""
+    """heads of the weight network lambda (authors' code: 4)"""
     lambda_attention_bound: float = 0.0
     """> 0: the weight network is bounded attention, lambda_i = sum_k exp(c tanh(logit_k,i / c)) with c this bound
-    (fsv.py's, ours; matrix: 1); 0: C's QPLEX-style weights"""
+    (fsv.py's, ours; matrix: 1); 0: the authors' code's QPLEX-style weights"""
     lr: float = 5e-4
-    """policy learning rate, RMSprop (C: 5e-4)"""
+    """policy learning rate, RMSprop (authors' code: 5e-4)"""
     critic_lr: float = 5e-4
-    """critics, mixers (and mtq V-networks) learning rate, RMSprop (C: 5e-4)"""
+    """critics, mixers (and mtq V-networks) learning rate, RMSprop (authors' code: 5e-4)"""
     grad_norm_clip: float = 10.0
-    """gradient norm clip (C: 10)"""
+    """gradient norm clip (authors' code: 10)"""
     buffer_size: int = 5_000
-    """replay capacity in episodes (C: 5000)"""
+    """replay capacity in episodes (authors' code: 5000)"""
     batch_size: int = 32
-    """episodes per update (C: 32)"""
+    """episodes per update (authors' code: 32)"""
     learning_starts: int = 100
-    """episodes in the buffer before updates start (C: 100)"""
+    """episodes in the buffer before updates start (authors' code: 100)"""
     updates_per_episode: float = 1.0
-    """updates per collected episode (C: 1)"""
+    """updates per collected episode (authors' code: 1)"""
     target_update_interval: int = 200
-    """updates between hard copies to the target networks (C: 200 episodes at one update each)"""
+    """updates between hard copies to the target networks (authors' code: 200 episodes at one update each)"""
 
 
 # Defaults that differ per game (the sources are in the Args docstrings). The matrix game and MTQ are one-step games
@@ -174,9 +191,93 @@ ENV_DEFAULTS = {
 }
 
 
+PROGRESS_SECONDS = 30
+"""a progress line at least this often (seconds of wall time)"""
+
+
 def fail(msg):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
+
+
+def hms(seconds):
+    """H:MM:SS, hours unbounded."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def progress_line(step, total, sps, updates, wins, returns, eta):
+    """The console's progress line (the same in all four scripts); wins, returns: training episodes since the last."""
+    train = (f"train win rate {np.mean(wins):.2f}, return {np.mean(returns):.2f}" if len(wins)
+             else "train win rate n/a, return n/a")
+    return (f"step {step:,}/{total:,} ({100 * step / total:.0f}%) | {sps:.1f} env steps/s | {updates:,} updates | "
+            f"{train} | ETA {'n/a' if eta is None else hms(eta)}")
+
+
+def eval_line(step, win, ret, episodes):
+    return f"eval at step {step:,}: win rate {win:.3f}, return {ret:.2f} ({episodes} episodes, greedy)"
+
+
+class Progress:
+    """Prints progress_line every PROGRESS_SECONDS (tick() after every env step) and at the end (tick(force=True)).
+    env steps/s and the ETA use the interval since the previous line; add_episode() collects the training episodes
+    finished in it."""
+
+    def __init__(self, step, total):
+        self.total, self.last_time, self.last_step = total, time.time(), step
+        self.start_time, self.start_step = self.last_time, step
+        self.wins, self.returns = [], []
+
+    def rate(self, step):
+        """env steps/s since this session started (TensorBoard's charts/SPS)"""
+        return (step - self.start_step) / max(time.time() - self.start_time, 1e-9)
+
+    def add_episode(self, won, ret):
+        self.wins.append(float(won))
+        self.returns.append(float(ret))
+
+    def tick(self, step, updates, force=False):
+        now = time.time()
+        if not force and now - self.last_time < PROGRESS_SECONDS:
+            return
+        sps = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        eta = (self.total - step) / sps if sps > 0 else None
+        print(progress_line(step, self.total, sps, updates, self.wins, self.returns, eta), flush=True)
+        self.last_time, self.last_step, self.wins, self.returns = now, step, [], []
+
+
+def make_run_dir(run_name, resume):
+    """Create runs/{run_name} before anything expensive and check that it can be written (else one line, exit 2). A
+    new run gets a directory of its own: os.makedirs is atomic, so when the name is taken (two runs started in the
+    same second) it tries run_name_2, _3, ...; a resumed run reuses its checkpoint's. Returns the name used and a
+    function that removes what was created here (for a failure before training starts)."""
+    created_runs = not os.path.lexists("runs")
+    name, path = run_name, os.path.join("runs", run_name)
+    try:
+        if resume:
+            os.makedirs(path, exist_ok=True)
+        else:
+            for i in range(2, 10_000):
+                try:
+                    os.makedirs(path)
+                    break
+                except FileExistsError:
+                    name = f"{run_name}_{i}"
+                    path = os.path.join("runs", name)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        fail(f"cannot write run directory {path}: {e.strerror or e}")
+
+    def remove():
+        if not resume:
+            shutil.rmtree(path, ignore_errors=True)
+            if created_runs:
+                try:
+                    os.rmdir("runs")  # only when empty
+                except OSError:
+                    pass
+    return name, remove
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -185,7 +286,7 @@ def fail(msg):
 # ---------------------------------------------------------------------------------------------------------------------
 class AgentGRU(nn.Module):
     """fc -> ReLU -> GRU -> fc over one agent's history tau_i = (o_i, last action, agent id), shared by the agents:
-    the policy pi_i(.|tau_i) (logits; C's RNNAgent) and the individual soft Q-network Q_i(tau_i, .) (P)."""
+    the policy pi_i(.|tau_i) (logits; the authors' RNNAgent) and the individual soft Q-network Q_i(tau_i, .) (paper)."""
 
     def __init__(self, in_dim, hidden, out_dim):
         super().__init__()
@@ -201,7 +302,7 @@ class AgentGRU(nn.Module):
 
 
 class FeedForwardQ(nn.Module):
-    """Q_i(o_i, .) from the current observation and agent id only (C's FOPCritic; --no-critic-history)."""
+    """Q_i(o_i, .) from the current observation and agent id only (the authors' FOPCritic; --no-critic-history)."""
 
     def __init__(self, in_dim, hidden, out_dim):
         super().__init__()
@@ -219,12 +320,14 @@ def mlp(in_dim, hidden, out_dim):
 class Mixer(nn.Module):
     """Q_jt(tau, u) = sum_i lambda_i(tau, u) [Q_i(tau_i, u_i) - V_i(tau_i)] + V_jt(tau)   (Sec. 4.3; Eq. 7 with the
     learned weights). lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i sigmoid(action_k(s, u))_i: K heads of
-    positive weights from the state and the joint action (C); with bound c > 0, bounded attention instead
-    (attention_weights). V_jt = sum_i V_i + V_phi(s) (C)."""
+    positive weights from the state and the joint action (authors' code); with bound c > 0, bounded attention instead
+    (attention_weights). V_jt = sum_i V_i + V_phi(s) (authors' code)."""
 
-    def __init__(self, state_dim, n_agents, joint_action_dim, embed_dim, n_heads, paper_gradient=False, bound=0.0):
+    def __init__(self, state_dim, n_agents, joint_action_dim, embed_dim, n_heads, paper_gradient=False, bound=0.0,
+                 normalise=False):
         super().__init__()
         self.shape, self.paper_gradient, self.bound = (n_heads, n_agents), paper_gradient, bound
+        self.normalise = normalise
         self.v_phi = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
         if bound > 0:  # --lambda-attention-bound: lambda from bounded attention logits (attention_weights)
             self.embed_s = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, embed_dim))
@@ -250,14 +353,18 @@ class Mixer(nn.Module):
 
     def weights(self, state, joint_action):  # [..., S], [..., U] -> lambda [..., N], every entry > 0
         if self.bound > 0:
-            return self.attention_weights(state, joint_action)
-        key = self.key(state).abs() + 1e-10                                                            # [..., K]
-        agent = torch.sigmoid(self.agent(state)).unflatten(-1, self.shape)                             # [..., K, N]
-        action = torch.sigmoid(self.action(torch.cat([state, joint_action], -1))).unflatten(-1, self.shape)
-        return (key.unsqueeze(-1) * agent * action).sum(-2)                                            # [..., N]
+            lam = self.attention_weights(state, joint_action)
+        else:
+            key = self.key(state).abs() + 1e-10                                                        # [..., K]
+            agent = torch.sigmoid(self.agent(state)).unflatten(-1, self.shape)                         # [..., K, N]
+            action = torch.sigmoid(self.action(torch.cat([state, joint_action], -1))).unflatten(-1, self.shape)
+            lam = (key.unsqueeze(-1) * agent * action).sum(-2)                                         # [..., N]
+        # --lambda-normalise: mean_i lambda_i = 1 for every (tau, u), so alpha_i = alpha E[A_i] / E[lambda_i A_i]
+        # (Sec. 4.3) stays O(alpha) whatever scale the network drifts to; lambda_i > 0 keeps Eq. 7's IGO
+        return lam / lam.mean(-1, keepdim=True) if self.normalise else lam
 
     def forward(self, q, v, state, joint_action):  # Q_i(tau_i, u_i), V_i(tau_i): [..., N] -> Q_jt [...]
-        lam, v = self.weights(state, joint_action), v.detach()  # nothing flows into V_i (P and C)
+        lam, v = self.weights(state, joint_action), v.detach()  # nothing flows into V_i (paper and authors' code)
         # Value: sum_i lambda_i (Q_i - V_i) + sum_i V_i + V_phi(s). Gradients: C's dQ_jt/dQ_i = 1 with lambda learning
         # through the detached advantages; --paper-gradient: dQ_jt/dQ_i = lambda_i, as Sec. 4.3's formula reads.
         if self.paper_gradient:
@@ -290,7 +397,7 @@ class GaussianPolicy(nn.Module):
 # Losses and the quantities they need, in the paper's order.
 # ---------------------------------------------------------------------------------------------------------------------
 def policy_probs(logits, avail, eps):
-    """pi_i(.|tau_i): softmax over the legal actions; --epsilon-floor mixes in eps-uniform over them (C)."""
+    """pi_i(.|tau_i): softmax over the legal actions; --epsilon-floor mixes in eps-uniform over them (authors' code)."""
     pi = torch.softmax(logits.masked_fill(avail == 0, -1e10), -1)
     if eps > 0:
         pi = (1 - eps) * pi + eps * avail / avail.sum(-1, keepdim=True)
@@ -342,13 +449,13 @@ def individual_temperatures(adv, lam, mask):
 
 
 def team_alpha(args, step):
-    """The team temperature alpha, annealed linearly (C: max(0.05, 0.5 - t / 2e5))."""
+    """The team temperature alpha, annealed linearly (authors' code: max(0.05, 0.5 - t / 2e5))."""
     frac = min(1.0, step / max(1, args.alpha_anneal_steps))
     return args.alpha_start + frac * (args.alpha_end - args.alpha_start)
 
 
 def epsilon(args, step):
-    """C's epsilon floor: 1 -> 0.05 linearly over 50k env steps (0 without --epsilon-floor)."""
+    """The authors' code's epsilon floor: 1 -> 0.05 linearly over 50k env steps (0 without --epsilon-floor)."""
     return max(0.05, 1.0 - 0.95 * step / 50_000) if args.epsilon_floor else 0.0
 
 
@@ -381,6 +488,37 @@ def buffer_add(buf, staged, e):
         buf[k][pos] = v[e]
         v[e] = 1 if k == "avail" else 0
     buf["pos"], buf["size"] = (pos + 1) % len(buf["length"]), min(buf["size"] + 1, len(buf["length"]))
+
+
+BUFFER_KEYS = ("obs", "state", "avail", "actions", "reward", "terminated", "length")
+MTQ_BUFFER_KEYS = ("obs", "state", "actions", "reward")
+
+
+def buffer_state(buf, keys):
+    """The filled rows of a ring buffer for a checkpoint, oldest first: rows pos..size-1, then 0..pos-1 (before the
+    buffer is full, pos = size and the first part is empty). Tensors that share the arrays' memory, so writing copies
+    nothing and only the filled part is written."""
+    pos, size = buf["pos"], buf["size"]
+    return {"size": size, **{k: (torch.from_numpy(buf[k][pos:size]), torch.from_numpy(buf[k][:pos])) for k in keys}}
+
+
+def buffer_restore(buf, saved, keys):
+    """Copy a checkpoint's buffer (buffer_state) into the preallocated arrays of buf: its newest min(size, capacity)
+    rows, oldest first, at rows 0.. . Checkpoints of earlier versions hold the whole arrays with pos and size."""
+    if "pos" in saved:  # the earlier format: every row of the arrays, ring position pos
+        pos = saved["pos"]
+        saved = {"size": saved["size"], **{k: (saved[k][pos:saved["size"]], saved[k][:pos]) for k in keys}}
+    cap, n = len(buf[keys[0]]), saved["size"]
+    m = min(n, cap)
+    for k in keys:
+        drop, at = n - m, 0  # the oldest n - m rows do not fit
+        for part in saved[k]:
+            part = np.asarray(part)
+            cut = min(drop, len(part))
+            part, drop = part[cut:], drop - cut
+            buf[k][at:at + len(part)] = part
+            at += len(part)
+    buf["size"], buf["pos"] = m, m % cap
 
 
 def buffer_sample(buf, batch_size, rng, device):
@@ -467,14 +605,20 @@ def parse_args():
 def load_checkpoint(path):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a missing file, a truncated file, not a torch file: one line
-        fail(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    except OSError as e:  # missing, a directory, no permission
+        fail(f"cannot read checkpoint {path}: {e.strerror or e}")
+    except Exception:  # torch's zip reader, pickle: truncated or not a torch file at all
+        fail(f"checkpoint {path} is truncated or not a torch file")
     if not isinstance(ckpt, dict) or ckpt.get("script") != "fop":
         fail(f"{path} is not a fop.py checkpoint (script: {ckpt.get('script') if isinstance(ckpt, dict) else None})")
     return ckpt
 
 
 def validate(args, ckpt=None):
+    for f in fields(Args):  # NaN passes every comparison below: reject it (and inf) first
+        value = getattr(args, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
     checks = [
         (args.env in ENV_DEFAULTS, f"unknown --env {args.env!r}; choose smac, matrix or mtq"),
         (args.env != "smac" or args.map in games.SMAC_MAPS,
@@ -495,6 +639,8 @@ def validate(args, ckpt=None):
          "--target-entropy-scale must be >= 0, --reward-scale and --grad-norm-clip > 0"),
         (0 <= args.explore <= 1, f"--explore must be in [0, 1], got {args.explore}"),
         (args.lambda_attention_bound >= 0, f"--lambda-attention-bound must be >= 0, got {args.lambda_attention_bound}"),
+        (args.video_interval >= 1, f"--video-interval must be >= 1, got {args.video_interval}"),
+        (not args.capture_video or args.env == "smac", "--capture-video needs a StarCraft map (--env smac)"),
         (not args.eval_only or args.checkpoint is not None, "--eval-only needs --checkpoint"),
         (ckpt is None or (ckpt["env"], ckpt["map"]) == (args.env, args.map),
          f"checkpoint {args.checkpoint} is for {ckpt and ckpt['env']} {ckpt and ckpt['map']}, "
@@ -522,22 +668,59 @@ def setup(args):
     return device, np.random.default_rng(args.seed)
 
 
-def open_run(args, ckpt, env_id):
-    run_name = ckpt["run_name"] if ckpt else f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+def nothing_to_do(args, ckpt):
+    """A resumed run already at --total-timesteps: say so (no evaluation, nothing written)."""
+    if ckpt is None or ckpt["counters"]["global_step"] < args.total_timesteps:
+        return False
+    print(f"nothing to do: {ckpt['run_name']} is at step {ckpt['counters']['global_step']:,} >= --total-timesteps "
+          f"{args.total_timesteps:,}")
+    return True
+
+
+def start_run(args, ckpt, env_id):
+    """The run directory, created and checked before any env or network (make_run_dir). Returns its name and the
+    function that removes it again."""
+    if ckpt:
+        run_name, remove = make_run_dir(ckpt["run_name"], resume=True)
+        c = ckpt["counters"]
+        print(f"resuming {run_name} at step {c['global_step']:,} ({c['updates']:,} updates)", flush=True)
+    else:
+        run_name, remove = make_run_dir(f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}", resume=False)
+        print(f"run directory: runs/{run_name}", flush=True)
+    return run_name, remove
+
+
+def open_writer(args, ckpt, run_name):
+    """TensorBoard writer (and wandb). A checkpoint at step S is written after everything logged at steps <= S (the
+    evaluation at S included), so a resumed run drops what the interrupted process logged later: purge_step S + 1.
+    Checkpoints of earlier versions were written before step S's evaluation (their next_eval <= S): purge S too."""
     if args.track:
         import wandb
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name,
                    save_code=True)
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(f"runs/{run_name}")
+    purge_step = None
+    if ckpt:
+        step = ckpt["counters"]["global_step"]
+        purge_step = step if ckpt["counters"]["next_eval"] <= step else step + 1
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=purge_step)
     writer.add_text("hyperparameters",
                     "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    return run_name, writer
+    return writer
+
+
+def save_video(eval_env, path):
+    """env 0's recorded evaluation episode: a GIF on SMAX, a StarCraft II replay next to path on SC2."""
+    try:
+        return eval_env.save_replay(path)
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}")
 
 
 def save_checkpoint(path, args, run_name, modules, buf, counters, rng):
-    """Every network and optimiser state, the replay buffer, counters and RNG states; written atomically."""
+    """Every network and optimiser state, the filled part of the replay buffer (buffer_state), counters and RNG
+    states; written atomically."""
     torch.save({"script": "fop", "env": args.env, "map": args.map, "args": asdict(args), "run_name": run_name,
                 "modules": {k: m.state_dict() for k, m in modules.items()}, "buffer": buf, "counters": counters,
                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
@@ -551,7 +734,7 @@ def restore(ckpt, modules, rng, device):
         for k, m in modules.items():
             m.load_state_dict(ckpt["modules"][k])
     except (RuntimeError, KeyError, ValueError) as e:
-        fail(f"checkpoint does not match the network flags: {str(e).splitlines()[0][:200]}")
+        fail(f"checkpoint {ckpt['run_name']} does not match these network flags ({type(e).__name__} in {k})")
     random.setstate(ckpt["rng"]["python"])
     np.random.set_state(ckpt["rng"]["numpy"])
     torch.set_rng_state(ckpt["rng"]["torch"])
@@ -577,26 +760,31 @@ def train(args, ckpt=None):
     c = copy.deepcopy(ckpt["counters"]) if ckpt else {
         "global_step": 0, "updates": 0, "episodes": 0, "credit": 0.0, "next_eval": 0,
         "next_ckpt": args.checkpoint_interval, "next_log": 0, "alpha_ratio": None, "log_alpha": None}
-    try:  # envs before anything is written, so that a bad map leaves nothing behind
+    env_id = args.map if args.env == "smac" else args.env
+    if not args.eval_only and nothing_to_do(args, ckpt):
+        return {"run_name": ckpt["run_name"], "global_step": c["global_step"], "updates": c["updates"]}
+    run_name, remove_run_dir = (None, None) if args.eval_only else start_run(args, ckpt, env_id)
+    try:  # a bad map leaves nothing behind
         if args.env == "matrix":
             eval_env, env = games.MatrixGame(args.num_envs), games.MatrixGame(args.num_envs)
         else:
             eval_env = games.make_starcraft(args.map, args.num_envs, args.seed + 10_000, args.backend)
             env = None if args.eval_only else \
                 games.make_starcraft(args.map, args.num_envs, args.seed + c["episodes"], args.backend)
-            print(f"StarCraft backend: {eval_env.backend}; map {args.map}")
-    except (ValueError, RuntimeError) as e:
+            print(f"StarCraft backend: {eval_env.backend}; map {args.map}", flush=True)
+    except (ValueError, RuntimeError, ImportError) as e:
+        if remove_run_dir:
+            remove_run_dir()
         fail(str(e))
     E, N, A, T = args.num_envs, eval_env.n_agents, eval_env.n_actions, eval_env.episode_limit
     obs_dim, state_dim = eval_env.obs_dim, eval_env.state_dim
-    env_id = args.map if args.env == "smac" else args.env
 
     policy = AgentGRU(obs_dim + A + N, args.hidden_dim, A).to(device)
     make_q = (lambda: AgentGRU(obs_dim + A + N, args.hidden_dim, A)) if args.critic_history else \
         (lambda: FeedForwardQ(obs_dim + N, args.hidden_dim, A))
     critics = nn.ModuleList([make_q(), make_q()]).to(device)
     mixers = nn.ModuleList([Mixer(state_dim, N, N * A, args.mixing_embed_dim, args.n_heads, args.paper_gradient,
-                                  args.lambda_attention_bound)
+                                  args.lambda_attention_bound, args.lambda_normalise)
                             for _ in range(2)]).to(device)
     target_critics, target_mixers = copy.deepcopy(critics), copy.deepcopy(mixers)
     policy_opt = torch.optim.RMSprop(policy.parameters(), lr=args.lr, alpha=0.99, eps=1e-5)
@@ -608,20 +796,21 @@ def train(args, ckpt=None):
                "target_mixers": target_mixers, "policy_opt": policy_opt, "critic_opt_1": critic_opts[0],
                "critic_opt_2": critic_opts[1], "alpha_opt": alpha_opt}
     alpha_ratio = torch.ones(N, device=device)  # alpha_i / alpha (Sec. 4.3), updated after every update
-    buf = {**episode_arrays(args.buffer_size, T, N, obs_dim, state_dim, A), "pos": 0, "size": 0}
     if ckpt:
         restore(ckpt, modules, rng, device)
-        buf = ckpt["buffer"]
         alpha_ratio = c["alpha_ratio"].to(device)
         with torch.no_grad():
             log_alpha.copy_(c["log_alpha"])
-        if not args.eval_only:
-            print(f"resuming {ckpt['run_name']} at step {c['global_step']} ({c['updates']} updates)")
 
     if args.eval_only:
+        if args.capture_video:
+            eval_env.start_recording()
         win, ret = evaluate(policy, eval_env, args.eval_episodes, device)
-        print(f"checkpoint {args.checkpoint} at step {c['global_step']}: win rate {win:.3f}, return {ret:.2f} "
-              f"over {args.eval_episodes} greedy episodes")
+        print(f"checkpoint {args.checkpoint}", flush=True)
+        print(eval_line(c["global_step"], win, ret, args.eval_episodes), flush=True)
+        if args.capture_video:
+            save_video(eval_env, os.path.join(os.path.dirname(args.checkpoint), "videos",
+                                              f"step_{c['global_step']}.gif"))
         result = {"win_rate": win, "episodic_return": ret}
         if args.env == "matrix":
             alpha = log_alpha.exp().item() if args.autotune else team_alpha(args, c["global_step"])
@@ -630,18 +819,32 @@ def train(args, ckpt=None):
             result.update(q_i=q_i, q_jt=q_jt, greedy=greedy)
         return result
 
-    run_name, writer = open_run(args, ckpt, env_id)
+    buf = {**episode_arrays(args.buffer_size, T, N, obs_dim, state_dim, A), "pos": 0, "size": 0}
+    if ckpt:
+        buffer_restore(buf, ckpt["buffer"], BUFFER_KEYS)
+    writer = open_writer(args, ckpt, run_name)
+    evaluations = [0]  # of this session: --capture-video records evaluations 0, k, 2k, ... (k = --video-interval)
 
     def alpha_now():
         return log_alpha.exp().item() if args.autotune else team_alpha(args, c["global_step"])
 
     def run_evaluation():
+        record = args.capture_video and evaluations[0] % args.video_interval == 0
+        if record:
+            eval_env.start_recording()  # env 0's first evaluation episode
         win, ret = evaluate(policy, eval_env, args.eval_episodes, device)
+        if record:
+            save_video(eval_env, f"runs/{run_name}/videos/step_{c['global_step']}.gif")
+        evaluations[0] += 1
         writer.add_scalar("eval/win_rate", win, c["global_step"])
         writer.add_scalar("eval/episodic_return", ret, c["global_step"])
-        print(f"step {c['global_step']}: eval win rate {win:.3f}, return {ret:.2f} ({c['updates']} updates, "
-              f"{(c['global_step'] - start_step) / (time.time() - start_time):.0f} SPS, alpha {alpha_now():.3f})")
+        print(eval_line(c["global_step"], win, ret, args.eval_episodes), flush=True)
         return win, ret
+
+    def checkpoint():
+        c["alpha_ratio"], c["log_alpha"] = alpha_ratio.cpu(), log_alpha.detach().cpu()
+        save_checkpoint(f"runs/{run_name}/checkpoint.pt", args, run_name, modules, buffer_state(buf, BUFFER_KEYS),
+                        c, rng)
 
     def update():
         """One update of Algorithm 1 (lines 8-13) on a batch of whole episodes."""
@@ -718,11 +921,15 @@ def train(args, ckpt=None):
     staged = episode_arrays(E, T, N, obs_dim, state_dim, A)
     obs, state, avail = env.reset()
     last, h = torch.full((E, N), -1, device=device), None
-    start_time, start_step = time.time(), c["global_step"]
+    start_time = time.time()
+    progress = Progress(c["global_step"], args.total_timesteps)
     while c["global_step"] < args.total_timesteps:
         if c["global_step"] >= c["next_eval"]:
             run_evaluation()
             c["next_eval"] += args.eval_interval
+        if args.save_model and c["global_step"] >= c["next_ckpt"]:  # after the evaluation: it holds all of step S
+            c["next_ckpt"] += args.checkpoint_interval
+            checkpoint()
 
         with torch.no_grad():
             t_avail = torch.as_tensor(avail, device=device)
@@ -744,6 +951,7 @@ def train(args, ckpt=None):
         for e in np.flatnonzero(done):
             buffer_add(buf, staged, e)
             c["episodes"] += 1
+            progress.add_episode(info["won"][e], info["episode_return"][e])
             writer.add_scalar("charts/episodic_return", info["episode_return"][e], c["global_step"])
             writer.add_scalar("charts/win_rate", float(info["won"][e]), c["global_step"])
         obs, state, avail = next_obs, next_state, next_avail
@@ -764,15 +972,13 @@ def train(args, ckpt=None):
                 c["next_log"] = c["global_step"] + args.log_interval
                 for k, v in losses.items():
                     writer.add_scalar(k, v, c["global_step"])
-                writer.add_scalar("charts/SPS", (c["global_step"] - start_step) / (time.time() - start_time),
-                                  c["global_step"])
+                writer.add_scalar("charts/SPS", progress.rate(c["global_step"]), c["global_step"])
+        progress.tick(c["global_step"], c["updates"])
 
-        if args.save_model and c["global_step"] >= c["next_ckpt"]:
-            c["next_ckpt"] += args.checkpoint_interval
-            c["alpha_ratio"], c["log_alpha"] = alpha_ratio.cpu(), log_alpha.detach().cpu()
-            save_checkpoint(f"runs/{run_name}/checkpoint.pt", args, run_name, modules, buf, c, rng)
-
+    progress.tick(c["global_step"], c["updates"], force=True)
     win, ret = run_evaluation()
+    while c["next_eval"] <= c["global_step"]:  # a run resumed with more steps does not evaluate this step again
+        c["next_eval"] += args.eval_interval
     result = {"win_rate": win, "episodic_return": ret, "run_name": run_name, "global_step": c["global_step"],
               "updates": c["updates"]}
     if args.env == "matrix":
@@ -780,10 +986,9 @@ def train(args, ckpt=None):
         print_matrix_tables(q_i, q_jt, greedy)
         result.update(q_i=q_i, q_jt=q_jt, greedy=greedy)
     if args.save_model:
-        c["alpha_ratio"], c["log_alpha"] = alpha_ratio.cpu(), log_alpha.detach().cpu()
-        save_checkpoint(f"runs/{run_name}/checkpoint.pt", args, run_name, modules, buf, c, rng)
+        checkpoint()
         print(f"checkpoint: runs/{run_name}/checkpoint.pt")
-    print(f"done: {c['global_step']} env steps, {c['updates']} updates, {time.time() - start_time:.0f} s")
+    print(f"done: {c['global_step']:,} env steps, {c['updates']:,} updates, {time.time() - start_time:.0f} s")
     env.close()
     eval_env.close()
     writer.close()
@@ -820,6 +1025,13 @@ def save_mtq_figure(path, trail, filename):
 def train_mtq(args, ckpt=None):
     """Train (or evaluate) continuous FOP on MTQ. Returns the final greedy joint action, its reward and the path."""
     device, rng = setup(args)
+    c = copy.deepcopy(ckpt["counters"]) if ckpt else {
+        "global_step": 0, "updates": 0, "episodes": 0, "credit": 0.0, "next_eval": 0,
+        "next_ckpt": args.checkpoint_interval, "next_log": 0, "alpha_ratio": None, "log_alpha": None,
+        "path": [], "trail": []}
+    if not args.eval_only and nothing_to_do(args, ckpt):
+        return {"run_name": ckpt["run_name"], "global_step": c["global_step"], "updates": c["updates"]}
+    run_name = None if args.eval_only else start_run(args, ckpt, "mtq")[0]
     env = games.MaxOfTwoQuadratics(args.num_envs)
     N, bound, E = env.n_agents, env.action_high, args.num_envs
     x_dim = env.obs_dim + N
@@ -827,7 +1039,7 @@ def train_mtq(args, ckpt=None):
     critics = nn.ModuleList([mlp(x_dim + 1, args.hidden_dim, 1) for _ in range(2)]).to(device)  # Q_i(tau_i, u_i)
     v_net = mlp(x_dim, args.hidden_dim, 1).to(device)                                            # V_i(tau_i)
     mixers = nn.ModuleList([Mixer(env.state_dim, N, N, args.mixing_embed_dim, args.n_heads, args.paper_gradient,
-                                  args.lambda_attention_bound)
+                                  args.lambda_attention_bound, args.lambda_normalise)
                             for _ in range(2)]).to(device)
     policy_opt = torch.optim.RMSprop(policy.parameters(), lr=args.lr, alpha=0.99, eps=1e-5)
     critic_opts = [torch.optim.RMSprop(list(critics[j].parameters()) + list(mixers[j].parameters()), lr=args.critic_lr,
@@ -837,21 +1049,16 @@ def train_mtq(args, ckpt=None):
     alpha_opt = torch.optim.Adam([log_alpha], lr=args.lr)
     modules = {"policy": policy, "critics": critics, "v_net": v_net, "mixers": mixers, "policy_opt": policy_opt,
                "critic_opt_1": critic_opts[0], "critic_opt_2": critic_opts[1], "v_opt": v_opt, "alpha_opt": alpha_opt}
-    c = copy.deepcopy(ckpt["counters"]) if ckpt else {
-        "global_step": 0, "updates": 0, "episodes": 0, "credit": 0.0, "next_eval": 0,
-        "next_ckpt": args.checkpoint_interval, "next_log": 0, "alpha_ratio": None, "log_alpha": None,
-        "path": [], "trail": []}
     alpha_ratio = torch.ones(N, device=device)
     C = args.buffer_size
     buf = {"obs": np.zeros((C, N, env.obs_dim), np.float32), "state": np.zeros((C, env.state_dim), np.float32),
            "actions": np.zeros((C, N), np.float32), "reward": np.zeros(C, np.float32), "pos": 0, "size": 0}
     if ckpt:
         restore(ckpt, modules, rng, device)
-        buf, alpha_ratio = ckpt["buffer"], c["alpha_ratio"].to(device)
+        buffer_restore(buf, ckpt["buffer"], MTQ_BUFFER_KEYS)
+        alpha_ratio = c["alpha_ratio"].to(device)
         with torch.no_grad():
             log_alpha.copy_(c["log_alpha"])
-        if not args.eval_only:
-            print(f"resuming {ckpt['run_name']} at step {c['global_step']} ({c['updates']} updates)")
     ids = torch.eye(N, device=device)
 
     def inputs(obs):  # [B, N, O] -> (o_i, agent id) [B, N, O + N]
@@ -864,11 +1071,12 @@ def train_mtq(args, ckpt=None):
 
     if args.eval_only:
         u = greedy_action()
-        print(f"checkpoint {args.checkpoint} at step {c['global_step']}: greedy joint action ({u[0]:.2f}, {u[1]:.2f}), "
+        print(f"checkpoint {args.checkpoint}")
+        print(f"eval at step {c['global_step']:,}: greedy joint action ({u[0]:.2f}, {u[1]:.2f}), "
               f"reward {float(games.mtq_reward(*u)):.2f}")
         return {"final_action": u, "reward": float(games.mtq_reward(*u))}
 
-    run_name, writer = open_run(args, ckpt, "mtq")
+    writer = open_writer(args, ckpt, run_name)
 
     def alpha_now():
         return log_alpha.exp().item() if args.autotune else team_alpha(args, c["global_step"])
@@ -880,9 +1088,14 @@ def train_mtq(args, ckpt=None):
         writer.add_scalar("eval/episodic_return", ret, c["global_step"])
         writer.add_scalar("mtq/action_1", u[0], c["global_step"])
         writer.add_scalar("mtq/action_2", u[1], c["global_step"])
-        print(f"step {c['global_step']}: greedy joint action ({u[0]:.2f}, {u[1]:.2f}), reward {ret:.2f} "
-              f"({c['updates']} updates, alpha {alpha_now():.3f})")
+        print(f"eval at step {c['global_step']:,}: win rate {won:.3f}, return {ret:.2f} (greedy joint action "
+              f"({u[0]:.2f}, {u[1]:.2f}), alpha {alpha_now():.3f})", flush=True)
         return u, won, ret
+
+    def checkpoint():
+        c["alpha_ratio"], c["log_alpha"] = alpha_ratio.cpu(), log_alpha.detach().cpu()
+        save_checkpoint(f"runs/{run_name}/checkpoint.pt", args, run_name, modules,
+                        buffer_state(buf, MTQ_BUFFER_KEYS), c, rng)
 
     def update():
         """Algorithm 1, lines 8-12, for continuous actions."""
@@ -929,11 +1142,15 @@ def train_mtq(args, ckpt=None):
         return losses
 
     obs, state, _ = env.reset()
-    start_time, start_step = time.time(), c["global_step"]
+    start_time = time.time()
+    progress = Progress(c["global_step"], args.total_timesteps)
     while c["global_step"] < args.total_timesteps:
         if c["global_step"] >= c["next_eval"]:
             run_evaluation()
             c["next_eval"] += args.eval_interval
+        if args.save_model and c["global_step"] >= c["next_ckpt"]:  # after the evaluation: it holds all of step S
+            c["next_ckpt"] += args.checkpoint_interval
+            checkpoint()
         with torch.no_grad():
             actions = policy(inputs(torch.as_tensor(obs, device=device)))[0][..., 0]  # [E, N]
             if args.explore > 0:  # uniform in [-bound, bound] with probability --explore
@@ -949,6 +1166,8 @@ def train_mtq(args, ckpt=None):
         c["episodes"] += E
         c["path"].append((c["global_step"], *greedy_action()))
         c["trail"].append(actions[0])
+        for e in range(E):
+            progress.add_episode(info["won"][e], info["episode_return"][e])
         writer.add_scalar("charts/episodic_return", float(info["episode_return"].mean()), c["global_step"])
         writer.add_scalar("charts/win_rate", float(info["won"].mean()), c["global_step"])
 
@@ -962,22 +1181,20 @@ def train_mtq(args, ckpt=None):
                 c["next_log"] = c["global_step"] + args.log_interval
                 for k, v in losses.items():
                     writer.add_scalar(k, v, c["global_step"])
-                writer.add_scalar("charts/SPS", (c["global_step"] - start_step) / (time.time() - start_time),
-                                  c["global_step"])
-        if args.save_model and c["global_step"] >= c["next_ckpt"]:
-            c["next_ckpt"] += args.checkpoint_interval
-            c["alpha_ratio"], c["log_alpha"] = alpha_ratio.cpu(), log_alpha.detach().cpu()
-            save_checkpoint(f"runs/{run_name}/checkpoint.pt", args, run_name, modules, buf, c, rng)
+                writer.add_scalar("charts/SPS", progress.rate(c["global_step"]), c["global_step"])
+        progress.tick(c["global_step"], c["updates"])
 
+    progress.tick(c["global_step"], c["updates"], force=True)
     u, won, ret = run_evaluation()
+    while c["next_eval"] <= c["global_step"]:  # a run resumed with more steps does not evaluate this step again
+        c["next_eval"] += args.eval_interval
     path = np.array([(0, 0.0, 0.0)] + c["path"])  # the policies start at (0, 0)
     save_mtq_figure(path, np.array(c["trail"]), f"runs/{run_name}/mtq_path.png")
     print(f"learning path: runs/{run_name}/mtq_path.png")
     if args.save_model:
-        c["alpha_ratio"], c["log_alpha"] = alpha_ratio.cpu(), log_alpha.detach().cpu()
-        save_checkpoint(f"runs/{run_name}/checkpoint.pt", args, run_name, modules, buf, c, rng)
+        checkpoint()
         print(f"checkpoint: runs/{run_name}/checkpoint.pt")
-    print(f"done: {c['global_step']} env steps, {c['updates']} updates, {time.time() - start_time:.0f} s")
+    print(f"done: {c['global_step']:,} env steps, {c['updates']:,} updates, {time.time() - start_time:.0f} s")
     writer.close()
     return {"final_action": u, "reward": ret, "won": won, "path": path, "run_name": run_name,
             "global_step": c["global_step"], "updates": c["updates"]}

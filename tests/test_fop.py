@@ -2,6 +2,7 @@
 known answers, a SMAX smoke run that must update, evaluate, checkpoint and resume, and the one-line errors."""
 import contextlib
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,11 +91,79 @@ def test_soft_lambda_returns_lambda_zero_is_eq9_and_lambda_one_is_monte_carlo():
     assert torch.allclose(mc[0, 0], torch.tensor(1 + g * (0.2 + 2 + g * (0.3 + 3))))
 
 
+def test_lambda_normalise_gives_mean_one_over_agents_and_keeps_eq7():
+    """--lambda-normalise: lambda_i / mean_j lambda_j for every joint action (both weight networks), still > 0 and still
+    per agent; Q_jt is Eq. 7 with these weights, and alpha_i / alpha from Sec. 4.3 stays within [1 / max, 1 / min] of
+    them, so O(1)."""
+    torch.manual_seed(0)
+    for bound in (0.0, 1.0):
+        mixer = fop.Mixer(state_dim=4, n_agents=3, joint_action_dim=6, embed_dim=8, n_heads=2, bound=bound,
+                          normalise=True)
+        with torch.no_grad():
+            for p in mixer.parameters():
+                p.mul_(2)  # far from 1 before the normalisation
+        s, u = torch.randn(7, 4), torch.randn(7, 6)
+        lam = mixer.weights(s, u)
+        assert torch.allclose(lam.mean(-1), torch.ones(7), atol=1e-5), lam
+        assert (lam > 0).all() and lam.std(-1).min() > 1e-3  # still different per agent
+        q, v = torch.randn(7, 3), torch.randn(7, 3)
+        expected = (lam * (q - v)).sum(-1) + v.sum(-1) + mixer.v_phi(s).squeeze(-1)
+        assert torch.allclose(mixer(q, v, s, u), expected, atol=1e-4)
+        ratio = fop.individual_temperatures(-torch.rand(7, 3) - 0.1, lam, torch.ones(7))
+        assert (ratio >= 1 / lam.max() - 1e-5).all() and (ratio <= 1 / lam.min() + 1e-5).all()
+    mixer.normalise = False
+    assert not torch.allclose(mixer.weights(s, u).mean(-1), torch.ones(7), atol=0.1)  # the flag did the work
+
+
 def test_individual_temperatures_constant_lambda_gives_alpha_over_lambda():
     adv = -torch.rand(64, 2) - 0.1
     lam = torch.tensor([2.0, 0.5]).expand(64, 2)
     ratio = fop.individual_temperatures(adv, lam, torch.ones(64))
     assert torch.allclose(ratio, torch.tensor([0.5, 2.0]))  # lambda_i = alpha / alpha_i, Eq. 7
+
+
+@pytest.mark.parametrize("added", [3, 5, 12])  # part-filled, exactly full, wrapped around
+def test_checkpoint_buffer_holds_only_the_filled_rows_and_restores_them(added):
+    """buffer_state writes the filled rows only (oldest first); buffer_restore puts them back in a fresh buffer of the
+    same capacity (same rows, same sampling population) or of a smaller one (the newest rows)."""
+    cap = 5
+    buf = {**fop.episode_arrays(cap, 4, 2, 3, 2, 3), "pos": 0, "size": 0}
+    staged = fop.episode_arrays(1, 4, 2, 3, 2, 3)
+    for ep in range(added):
+        staged["reward"][0, 0], staged["length"][0] = ep, ep + 1
+        fop.buffer_add(buf, staged, 0)
+    saved = fop.buffer_state(buf, fop.BUFFER_KEYS)
+    n = min(added, cap)
+    assert saved["size"] == n and sum(len(part) for part in saved["reward"]) == n
+    order = [float(r) for part in saved["reward"] for r in part[:, 0]]
+    assert order == list(range(added - n, added))  # oldest first
+    torch.save(saved, "/dev/null")  # a plain torch-saveable dict
+
+    fresh = {**fop.episode_arrays(cap, 4, 2, 3, 2, 3), "pos": 0, "size": 0}
+    fop.buffer_restore(fresh, saved, fop.BUFFER_KEYS)
+    assert fresh["size"] == n and fresh["pos"] == n % cap
+    assert sorted(fresh["reward"][:n, 0]) == sorted(buf["reward"][:n, 0])
+    np.testing.assert_array_equal(fresh["length"][:n], fresh["reward"][:n, 0] + 1)  # rows kept whole
+    small = {**fop.episode_arrays(2, 4, 2, 3, 2, 3), "pos": 0, "size": 0}
+    fop.buffer_restore(small, saved, fop.BUFFER_KEYS)
+    assert small["size"] == min(n, 2) and small["reward"][:, 0].tolist()[-1] == added - 1
+
+
+def test_make_run_dir_unique_names_and_unwritable_runs(tmp_path, monkeypatch, capsys):
+    """Two runs started in the same second get runs/x and runs/x_2; a file named runs gives one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    assert fop.make_run_dir("x", resume=False)[0] == "x"
+    assert fop.make_run_dir("x", resume=False)[0] == "x_2"
+    assert fop.make_run_dir("x", resume=True)[0] == "x"  # a resumed run reuses its directory
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    (other / "runs").write_text("not a directory")
+    with pytest.raises(SystemExit) as e:
+        fop.train(fop.Args(map="3m", backend="smax"))  # fails before building SMAX
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: cannot write run directory runs/3m__fop__1__"), err
+    assert err.count("\n") == 1
 
 
 # ------------------------------------------------------------------------------------------------ the paper's toy games
@@ -137,6 +206,34 @@ def test_mtq_reaches_the_global_optimum_for_4_of_5_seeds_and_draws_the_path(tmp_
     assert (tmp_path / "runs" / r["run_name"] / "mtq_path.png").stat().st_size > 10_000
 
 
+def test_resume_purges_what_the_interrupted_run_logged_after_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """A run that went on past its checkpoint at step 320, resumed from it: TensorBoard shows every evaluation step
+    once (SummaryWriter's purge_step), the counters continue, and a finished run has nothing to do."""
+    monkeypatch.chdir(tmp_path)
+    saved = fop.save_checkpoint
+
+    def keep_a_copy(path, args, run_name, modules, buf, counters, rng):
+        saved(path, args, run_name, modules, buf, counters, rng)
+        if counters["global_step"] == 320:
+            shutil.copy(path, tmp_path / "step320.pt")
+    monkeypatch.setattr(fop, "save_checkpoint", keep_a_copy)
+    short = dict(total_timesteps=640, learning_starts=64, eval_interval=160, checkpoint_interval=320)
+    first = fop.train(toy_args("matrix", seed=3, save_model=True, **short))
+    ckpt = fop.load_checkpoint(str(tmp_path / "step320.pt"))
+    assert ckpt["counters"]["global_step"] == 320 and ckpt["counters"]["updates"] < first["updates"]
+    args = fop.Args(**{**ckpt["args"], "checkpoint": str(tmp_path / "step320.pt")})
+    capsys.readouterr()
+    second = fop.train(args, ckpt)
+    assert f"resuming {first['run_name']} at step 320 (" in capsys.readouterr().out
+    assert second["run_name"] == first["run_name"] and second["global_step"] == 640
+    acc = EventAccumulator(str(tmp_path / "runs" / first["run_name"]))  # purge_orphaned_data=True
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("eval/win_rate")] == [0, 160, 320, 480, 640]
+    last = fop.load_checkpoint(str(tmp_path / "runs" / first["run_name"] / "checkpoint.pt"))
+    assert fop.train(fop.Args(**{**last["args"], "checkpoint": "x"}), last)["global_step"] == 640
+    assert "nothing to do" in capsys.readouterr().out
+
+
 def test_same_seed_same_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a = quiet(fop.train, toy_args("matrix", seed=7, total_timesteps=640, learning_starts=64))
@@ -160,6 +257,9 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path, monkeypatch):
     assert ckpt["script"] == "fop" and ckpt["map"] == "3m"
     first = ckpt["counters"]
     assert first["global_step"] >= 240 and first["updates"] >= 1
+    n = ckpt["buffer"]["size"]  # only the filled rows of the 64-episode buffer are written
+    assert 4 <= n < 64 and sum(len(part) for part in ckpt["buffer"]["obs"]) == n
+    assert "eval at step 0: win rate" in p.stdout and "step 240/240 (100%) | " in p.stdout
 
     # resume (in-process, to save a second start-up): continues the counters and the TensorBoard run
     monkeypatch.chdir(tmp_path)
@@ -191,6 +291,10 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path, monkeypatch):
     (["--eval-only"], "--eval-only needs --checkpoint"),
     (["--env", "mtq", "--explore", "2"], "--explore must be in [0, 1]"),
     (["--env", "matrix", "--lambda-attention-bound", "-1"], "--lambda-attention-bound must be >= 0"),
+    (["--alpha-start", "nan"], "--alpha-start must be a finite number, got nan"),
+    (["--env", "mtq", "--critic-lr", "inf"], "--critic-lr must be a finite number, got inf"),
+    (["--env", "matrix", "--capture-video"], "--capture-video needs a StarCraft map"),
+    (["--video-interval", "0"], "--video-interval must be >= 1"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, flags, message, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -210,6 +314,22 @@ def test_map_smax_cannot_play_one_line_exit_2(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error:") and "MMM" in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_truncated_or_foreign_file_checkpoint_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fop.train(toy_args("matrix", total_timesteps=64, learning_starts=32, save_model=True))
+    real = next((tmp_path / "runs").iterdir()) / "checkpoint.pt"
+    data = real.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.pt").write_text("hello")
+    capsys.readouterr()
+    for name in ("cut.pt", "text.pt"):
+        monkeypatch.setattr(sys, "argv", ["fop.py", "--checkpoint", name])
+        with pytest.raises(SystemExit) as e:
+            fop.parse_args()
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err == f"error: checkpoint {name} is truncated or not a torch file\n", err
 
 
 def test_foreign_checkpoint_cli_exit_2(tmp_path):
