@@ -725,6 +725,10 @@ def parse_args():
     args = tyro.cli(Args, default=default)
     if ckpt is not None and args.map != ckpt["map"]:
         fail(f"checkpoint {args.checkpoint} is for map {ckpt['map']}, not {args.map}")
+    if ckpt is not None and not args.eval_only and ckpt["counters"][0] >= args.total_timesteps:
+        print(f"nothing to do: {ckpt['run_name']} is at step {ckpt['counters'][0]:,} of {args.total_timesteps:,} "
+              f"(raise --total-timesteps to go on, or evaluate it with --eval-only)")
+        sys.exit(0)  # its final evaluation is logged already: another one would log step N twice
     return args, ckpt
 
 
@@ -790,10 +794,6 @@ if __name__ == "__main__":
             import wandb
         except ImportError:
             fail("--track needs wandb: pip install wandb")
-    if ckpt is not None and not args.eval_only and ckpt["counters"][0] >= args.total_timesteps:
-        print(f"nothing to do: {ckpt['run_name']} is at step {ckpt['counters'][0]:,} of {args.total_timesteps:,} "
-              f"(raise --total-timesteps to go on, or evaluate it with --eval-only)")
-        sys.exit(0)  # its final evaluation is logged already: another one would log step N twice
     if not args.eval_only:  # the run directory first: a bad one is one line, before any environment is built
         run_name, created_runs = make_run_dir(
             ckpt["run_name"] if ckpt is not None else f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}",

@@ -421,8 +421,9 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     with Image.open(run_dir / "videos" / "step_400.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames > 1
 
-    r = run(["--checkpoint", str(ckpt_path)], tmp_path)  # finished: another final evaluation would log 400 twice
-    assert r.returncode == 0 and r.stdout.startswith("nothing to do: "), r.stdout + r.stderr[-2000:]
+    with pytest.raises(SystemExit) as e:  # finished: another final evaluation would log step 400 twice
+        parse(monkeypatch, ["--checkpoint", str(ckpt_path)])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith(f"nothing to do: {run_dir.name} is at step 400 ")
     r = run(["--checkpoint", str(at_200), "--total-timesteps", "400"], tmp_path)  # the same run dir, from 200 again
     assert r.returncode == 0, r.stderr[-2000:]
     assert len(list((tmp_path / "runs").iterdir())) == 1
@@ -532,7 +533,8 @@ def test_presets_and_checkpoint_defaults(monkeypatch, tmp_path, capsys):
     assert args.num_simulations == 7 and args.reanalyse_simulations == mazero.CPU_PRESET["reanalyse_simulations"]
     assert parse(monkeypatch, []).num_simulations == 100  # the paper's Table 1
     saved = vars(mazero.Args(map="8m", rho=0.25))
-    torch.save({"script": "mazero", "map": "8m", "args": saved}, tmp_path / "mz.pt")
+    torch.save({"script": "mazero", "map": "8m", "args": saved, "counters": (0, 0, 0, 0.0, 0, 10_000)},
+               tmp_path / "mz.pt")
     args = parse(monkeypatch, ["--checkpoint", str(tmp_path / "mz.pt")])
     assert args.map == "8m" and args.rho == 0.25  # a resumed run keeps its settings
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
@@ -557,17 +559,23 @@ def test_bad_map_and_foreign_checkpoint_exit_2_and_write_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()  # MMM2 got a run directory before the env failed: it is removed
 
 
-def test_unwritable_run_directory_one_line_before_any_env_and_help(tmp_path):
+def test_unwritable_run_directory_one_line_before_any_env(tmp_path):
     (tmp_path / "runs").write_text("not a directory")
     r = run([], tmp_path)
     assert r.returncode == 2 and r.stdout == "", r.stdout
     assert r.stderr.startswith("error: cannot write run directory runs/3m__mazero__1__") and r.stderr.endswith(
         ": Not a directory\n") and r.stderr.count("\n") == 1, r.stderr
-    r = run(["--help"], tmp_path)
-    assert r.returncode == 0
-    text = " ".join(r.stdout.split())
+
+
+def test_help_names_the_maps_and_says_authors_code_and_paper(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as e:
+        parse(monkeypatch, ["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--tree-legal-mask" in out
+    text = " ".join(out.split())
     assert all(m in text for m in ("games.SMAC_MAPS", "games.SMAX_MAPS", "3m,", "2s3z,", "corridor,", "MMM2,")), text
-    assert not re.search(r"\(C[:;, )]|\(P[:;, )]|\bC:|\bP:|; C\b|; P\b", r.stdout), r.stdout  # "authors' code", "paper"
+    assert not re.search(r"\(C[:;, )]|\(P[:;, )]|\bC:|\bP:|; C\b|; P\b", out), out  # "authors' code", "paper"
 
 
 def test_curves_keep_the_resumed_trajectory(tmp_path):
