@@ -9,12 +9,12 @@ non-monotonic matrix game, continuous soft actor-critic on Max of Two Quadratics
     python fsv.py --map 3m --checkpoint runs/<run>/checkpoint.pt --eval-only  # evaluate
 
 No public FSV code exists, so the paper is the specification. Where it is silent we take the
-settings of FOP's official code (liyheng/FOP, the same idea one year later) or PyMARL's defaults,
+settings of FOP's authors' code (liyheng/FOP, the same idea one year later) or PyMARL's defaults,
 which the paper says it keeps (Appendix 7.2); where neither helps, the choice is ours and says so.
 - Individual Q_i: PyMARL's GRU agent (obs, last action, agent id -> 64 -> GRU 64 -> |U|), shared
   by the agents; RMSprop 5e-4, gradient clip 10, gamma 0.99, 5000-episode buffer, batches of 32
   episodes, one update per collected episode after 100 uniform-random episodes, hard target copy
-  every 200 episodes (FOP code / PyMARL).
+  every 200 episodes (FOP authors' code / PyMARL).
 - Eq. 14-15 leave the normalisation of lambda_{i,h} and the number of heads open. 4 heads (FOP
   code); no normalisation: a softmax over agents fixes sum_i lambda_i for every joint action, and
   then no Q_i can reproduce the matrix game (Table 4's own Q_i need lambda ~ 0.8 at (B, B) and ~ 5
@@ -48,11 +48,14 @@ which the paper says it keeps (Appendix 7.2); where neither helps, the choice is
 - Evaluation every 100k steps with 32 greedy episodes (Sec. 5.3); the default run length, 2.05M
   env steps, is FOP's code's.
 """
+import math
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 import numpy as np
@@ -79,6 +82,11 @@ class Args:
     """if toggled, log to Weights & Biases"""
     wandb_project_name: str = "marl-papers"
     """the Weights & Biases project"""
+    capture_video: bool = False
+    """record env 0's first episode of every --video-interval-th evaluation: runs/{run_name}/videos/step_<N>.gif on
+    SMAX, a StarCraft II replay next to that path on SC2 (with --eval-only: videos/ next to the checkpoint)"""
+    video_interval: int = 1
+    """with --capture-video: record every this many evaluations (1: every one)"""
     save_model: bool = True
     """write checkpoints to runs/{run_name}/checkpoint.pt"""
     checkpoint: Optional[str] = None
@@ -89,13 +97,15 @@ class Args:
     env: str = "smac"
     """smac (a SMAC map, --map), matrix (Sec. 5.1) or mtq (Max of Two Quadratics, Sec. 5.2)"""
     map: str = "3m"
-    """SMAC map name (with --env smac)"""
+    """SMAC map (with --env smac), a key of games.SMAC_MAPS (an unknown name lists them all): 3m, 8m, 25m, 5m_vs_6m,
+    8m_vs_9m, 2s3z, 3s5z, 3s_vs_5z, 6h_vs_8z, corridor, ...; SMAX plays those in games.SMAX_MAPS, the others (MMM,
+    MMM2, 1c3s5z, ...) need StarCraft II"""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 8
     """parallel environments"""
     total_timesteps: Optional[int] = None
-    """env steps (default: smac 2,050,000 as FOP's code; matrix 20,000 (Sec. 5.1); mtq 10,000 (maci))"""
+    """env steps (default: smac 2,050,000 as FOP's authors' code; matrix 20,000 (Sec. 5.1); mtq 10,000 (maci))"""
     eval_interval: Optional[int] = None
     """env steps between greedy evaluations (default: smac 100,000 (Sec. 5.3); toys 1,000)"""
     eval_episodes: int = 32
@@ -111,8 +121,9 @@ class Args:
     """temperature alpha at the end of the linear decay (Table 8: 0.01; Sec. 5.1: 1, 0.1, 0.01)"""
     alpha_anneal_steps: Optional[int] = None
     """env steps of the alpha decay (default: smac 10,000 (ours); matrix: the whole run)"""
-    autotune: Optional[bool] = None
-    """adjust alpha by Eq. 34 instead of decaying it (default: on for mtq (Table 8), off otherwise)"""
+    autotune: bool = False
+    """adjust alpha by Eq. 34 instead of decaying it (default: on for mtq (Table 8), off otherwise;
+    --no-autotune turns it off)"""
     target_entropy: Optional[float] = None
     """target entropy H-bar of Eq. 34 per agent (default: -1 = -dim(u_i) for mtq; 0.2 log|U| discrete)"""
     epsilon: Optional[float] = None
@@ -122,7 +133,7 @@ class Args:
     batch_size: Optional[int] = None
     """episodes per update (default: 32 (PyMARL); mtq 256 (SAC))"""
     learning_starts: Optional[int] = None
-    """episodes of uniform random play before the first update (default: 100 (FOP code); mtq 1000 (maci))"""
+    """episodes of uniform random play before the first update (default: 100 (FOP authors' code); mtq 1000 (maci))"""
     learning_rate: float = 5e-4
     """learning rate of Q_i, V_i and the mixer (PyMARL: 5e-4; RMSprop discrete, Adam continuous)"""
     policy_lr: float = 3e-4
@@ -132,7 +143,7 @@ class Args:
     grad_norm_clip: float = 10.0
     """gradient norm clip (PyMARL)"""
     target_update_interval: int = 200
-    """episodes between hard target-network copies (FOP code / PyMARL)"""
+    """episodes between hard target-network copies (FOP authors' code / PyMARL)"""
     rnn_hidden_dim: int = 64
     """GRU width of the individual Q_i (PyMARL)"""
     hidden_dim: int = 64
@@ -140,9 +151,9 @@ class Args:
     lambda_hidden: int = 64
     """width of the two-layer embeddings e_s, e_u of lambda (Table 8: 2 layers, 64 units)"""
     n_heads: int = 4
-    """attention heads H of Eq. 14 (FOP code: 4; not in the paper)"""
+    """attention heads H of Eq. 14 (FOP authors' code: 4; not in the paper)"""
     attention_dim: int = 32
-    """key/query size per head in Eq. 15 (FOP code's mixing_embed_dim: 32)"""
+    """key/query size per head in Eq. 15 (FOP authors' code's mixing_embed_dim: 32)"""
     lambda_logit_bound: float = 1.0
     """bound c on the attention logits of Eq. 15 (ours): lambda_{i,h} in [1/e^c, e^c]"""
     hyper_hidden: Optional[int] = None
@@ -160,9 +171,116 @@ ENV_DEFAULTS = {
 }
 
 
+PROGRESS_SECONDS = 30
+"""a progress line at least this often (seconds of wall time)"""
+
+
 def fail(msg):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Console and run directory (the same in the four scripts)
+# ----------------------------------------------------------------------------------------------
+def hms(seconds):
+    """H:MM:SS, hours unbounded."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def progress_line(step, total, sps, updates, wins, returns, eta):
+    """The console's progress line; wins, returns: training episodes since the last line."""
+    train = (f"train win rate {np.mean(wins):.2f}, return {np.mean(returns):.2f}" if len(wins)
+             else "train win rate n/a, return n/a")
+    return (f"step {step:,}/{total:,} ({100 * step / total:.0f}%) | {sps:.1f} env steps/s | "
+            f"{updates:,} updates | {train} | ETA {'n/a' if eta is None else hms(eta)}")
+
+
+def eval_line(step, win, ret, episodes):
+    return f"eval at step {step:,}: win rate {win:.3f}, return {ret:.2f} ({episodes} episodes, greedy)"
+
+
+class Progress:
+    """progress_line every PROGRESS_SECONDS (tick() after every env step) and at the end
+    (tick(force=True)); env steps/s and the ETA over the interval since the previous line."""
+
+    def __init__(self, step, total):
+        self.total, self.last_time, self.last_step = total, time.time(), step
+        self.start_time, self.start_step = self.last_time, step
+        self.wins, self.returns = [], []
+
+    def rate(self, step):
+        """env steps/s since this session started (TensorBoard's charts/SPS)"""
+        return (step - self.start_step) / max(time.time() - self.start_time, 1e-9)
+
+    def add_episode(self, won, ret):
+        self.wins.append(float(won))
+        self.returns.append(float(ret))
+
+    def tick(self, step, updates, force=False):
+        now = time.time()
+        if not force and now - self.last_time < PROGRESS_SECONDS:
+            return
+        sps = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        eta = (self.total - step) / sps if sps > 0 else None
+        print(progress_line(step, self.total, sps, updates, self.wins, self.returns, eta), flush=True)
+        self.last_time, self.last_step, self.wins, self.returns = now, step, [], []
+
+
+def make_run_dir(run_name, resume):
+    """Create runs/{run_name} before anything expensive and check that it can be written (else one
+    line, exit 2). A new run gets a directory of its own: os.makedirs is atomic, so when the name is
+    taken (two runs started in the same second) it tries run_name_2, _3, ...; a resumed run reuses
+    its checkpoint's. Returns the name used and a function that removes what was created here."""
+    created_runs = not os.path.lexists("runs")
+    name, path = run_name, os.path.join("runs", run_name)
+    try:
+        if resume:
+            os.makedirs(path, exist_ok=True)
+        else:
+            for i in range(2, 10_000):
+                try:
+                    os.makedirs(path)
+                    break
+                except FileExistsError:
+                    name = f"{run_name}_{i}"
+                    path = os.path.join("runs", name)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        fail(f"cannot write run directory {path}: {e.strerror or e}")
+
+    def remove():
+        if not resume:
+            shutil.rmtree(path, ignore_errors=True)
+            if created_runs:
+                try:
+                    os.rmdir("runs")  # only when empty
+                except OSError:
+                    pass
+    return name, remove
+
+
+class NullWriter:
+    """--eval-only logs nothing (the checkpoint's run keeps its curves)."""
+
+    def add_scalar(self, *args, **kwargs):
+        pass
+
+    def add_text(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def save_video(eval_env, path):
+    """env 0's recorded evaluation episode: a GIF on SMAX, a StarCraft II replay next to path on SC2."""
+    try:
+        return eval_env.save_replay(path)
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,8 +592,10 @@ def load_checkpoint(path):
     """Read a checkpoint and check it is one of this script's (one-line errors)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 (any unreadable file is a user error here)
-        fail(f"cannot read checkpoint {path}: {type(e).__name__}")
+    except OSError as e:  # missing, a directory, no permission
+        fail(f"cannot read checkpoint {path}: {e.strerror or e}")
+    except Exception:  # noqa: BLE001 (torch's zip reader, pickle: truncated or not a torch file)
+        fail(f"checkpoint {path} is truncated or not a torch file")
     if not isinstance(ckpt, dict) or ckpt.get("script") != "fsv":
         fail(f"{path} is not an fsv.py checkpoint")
     return ckpt
@@ -524,18 +644,26 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
     else:
         target_agent.load_state_dict(agent.state_dict())
         target_mixer.load_state_dict(mixer.state_dict())
-    start_time, start_step = time.time(), global_step
+    start_time = time.time()
+    progress = Progress(global_step, args.total_timesteps)
+    evaluations = 0  # of this session: --capture-video records evaluations 0, k, 2k, ... (k = --video-interval)
 
     def current_alpha():
         return log_alpha.exp().item() if args.autotune else alpha_schedule(global_step, args)
 
     def run_eval():
+        nonlocal evaluations
+        record = args.capture_video and evaluations % args.video_interval == 0
+        if record:
+            eval_env.start_recording()  # env 0's first evaluation episode
         win_rate, ret = evaluate(agent, eval_env, args, device)
+        if record:
+            folder = os.path.dirname(args.checkpoint) if args.eval_only else f"runs/{run_name}"
+            save_video(eval_env, os.path.join(folder, "videos", f"step_{global_step}.gif"))
+        evaluations += 1
         writer.add_scalar("eval/win_rate", win_rate, global_step)
         writer.add_scalar("eval/episodic_return", ret, global_step)
-        sps = int((global_step - start_step) / max(time.time() - start_time, 1e-9))
-        print(f"global_step={global_step}, eval/win_rate={win_rate:.3f}, "
-              f"eval/episodic_return={ret:.2f}, SPS={sps}")
+        print(eval_line(global_step, win_rate, ret, args.eval_episodes), flush=True)
         return win_rate
 
     def checkpoint():
@@ -552,6 +680,7 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
             "counters": (global_step, updates, episodes, last_target_update), "rng": rng_states(rng)})
 
     if args.eval_only:
+        print(f"checkpoint {args.checkpoint}")
         run_eval()
         if args.env == "matrix":  # V_i, hence Q_tot, depends on alpha: use the checkpoint's
             print(format_tables(*matrix_tables(agent, mixer, ckpt["alpha"], args, device), ckpt["alpha"]))
@@ -565,6 +694,8 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
     next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
     next_ckpt = (global_step // args.checkpoint_interval + 1) * args.checkpoint_interval
     recent_wins = []
+    if global_step == 0:
+        run_eval()
     while global_step < args.total_timesteps:
         alpha = current_alpha()
         warmup = episodes < args.learning_starts
@@ -589,6 +720,7 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
             t_env[e] = 0
             episodes += 1
             recent_wins.append(float(info["won"][e]))
+            progress.add_episode(info["won"][e], info["episode_return"][e])
             writer.add_scalar("charts/episodic_return", info["episode_return"][e], global_step)
             writer.add_scalar("charts/episodic_length", info["episode_length"][e], global_step)
         if len(finished):
@@ -598,7 +730,7 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
             writer.add_scalar("charts/win_rate", np.mean(recent_wins), global_step)
             recent_wins = []
 
-        # one update per collected episode once the burn-in is over (FOP code, PyMARL)
+        # one update per collected episode once the burn-in is over (FOP authors' code, PyMARL)
         for _ in range(len(finished) if episodes >= args.learning_starts else 0):
             b = buffer_sample(buf, min(args.batch_size, buf["size"]), rng, device)
             loss, stats, entropy, mask = soft_q_loss(b, agent, target_agent, mixer, target_mixer,
@@ -622,8 +754,7 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
                 writer.add_scalar("losses/lambda", stats["lambda"], global_step)
                 writer.add_scalar("losses/entropy", mean_entropy.item(), global_step)
                 writer.add_scalar("losses/alpha", alpha, global_step)
-                sps = int((global_step - start_step) / (time.time() - start_time))
-                writer.add_scalar("charts/SPS", sps, global_step)
+                writer.add_scalar("charts/SPS", progress.rate(global_step), global_step)
         if episodes - last_target_update >= args.target_update_interval:
             target_agent.load_state_dict(agent.state_dict())
             target_mixer.load_state_dict(mixer.state_dict())
@@ -635,9 +766,14 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
         if next_ckpt <= global_step < args.total_timesteps:
             checkpoint()
             next_ckpt += args.checkpoint_interval
+        progress.tick(global_step, updates)
 
+    progress.tick(global_step, updates, force=True)
     win_rate = run_eval()
     checkpoint()
+    if args.save_model:
+        print(f"checkpoint: runs/{run_name}/checkpoint.pt")
+    print(f"done: {global_step:,} env steps, {updates:,} updates, {time.time() - start_time:.0f} s")
     result = {"eval_win_rate": win_rate, "global_step": global_step, "updates": updates}
     if args.env == "matrix":
         alpha = current_alpha()
@@ -712,8 +848,8 @@ def train_continuous(args, env, eval_env, writer, run_name, device, rng, ckpt):
         writer.add_scalar("eval/win_rate", info["won"].mean(), global_step)
         writer.add_scalar("eval/episodic_return", reward.mean(), global_step)
         u = greedy[0].cpu().numpy()
-        print(f"global_step={global_step}, greedy u=({u[0]:.2f}, {u[1]:.2f}), "
-              f"eval/episodic_return={reward.mean():.2f}")
+        print(f"eval at step {global_step:,}: win rate {info['won'].mean():.3f}, return {reward.mean():.2f} "
+              f"(greedy joint action ({u[0]:.2f}, {u[1]:.2f}), alpha {current_alpha():.3f})", flush=True)
         return u, float(reward.mean())
 
     def checkpoint():
@@ -726,13 +862,18 @@ def train_continuous(args, env, eval_env, writer, run_name, device, rng, ckpt):
             "counters": (global_step, updates), "path": path, "rng": rng_states(rng)})
 
     if args.eval_only:
+        print(f"checkpoint {args.checkpoint}")
         run_eval()
         return {}
 
     next_eval = (global_step // args.eval_interval + 1) * args.eval_interval
     next_ckpt = (global_step // args.checkpoint_interval + 1) * args.checkpoint_interval
-    start_time, start_step = time.time(), global_step
+    start_time = time.time()
+    progress = Progress(global_step, args.total_timesteps)
     obs, state, _ = env.reset()
+    if global_step == 0:
+        with torch.random.fork_rng(devices=[]):  # the policy's forward draws noise: training stays as before
+            run_eval()
     while global_step < args.total_timesteps:
         obs_t = torch.as_tensor(obs, device=device)
         if global_step < args.learning_starts:  # uniform warm-up (maci's MTQ runs)
@@ -749,6 +890,9 @@ def train_continuous(args, env, eval_env, writer, run_name, device, rng, ckpt):
         global_step += E
         writer.add_scalar("charts/episodic_return", reward.mean(), global_step)
         writer.add_scalar("charts/win_rate", info["won"].mean(), global_step)
+        for e in range(E):
+            progress.add_episode(info["won"][e], info["episode_return"][e])
+        progress.tick(global_step, updates)
         if global_step < args.learning_starts:
             continue
 
@@ -796,8 +940,7 @@ def train_continuous(args, env, eval_env, writer, run_name, device, rng, ckpt):
             writer.add_scalar("losses/lambda", lam.mean().item(), global_step)
             writer.add_scalar("losses/alpha", current_alpha(), global_step)
             writer.add_scalar("losses/entropy", -logp.mean().item(), global_step)
-            sps = int((global_step - start_step) / (time.time() - start_time))
-            writer.add_scalar("charts/SPS", sps, global_step)
+            writer.add_scalar("charts/SPS", progress.rate(global_step), global_step)
         if next_eval <= global_step < args.total_timesteps:  # the final one follows the loop
             run_eval()
             next_eval += args.eval_interval
@@ -805,10 +948,15 @@ def train_continuous(args, env, eval_env, writer, run_name, device, rng, ckpt):
             checkpoint()
             next_ckpt += args.checkpoint_interval
 
+    progress.tick(global_step, updates, force=True)
     u, ret = run_eval()
-    checkpoint()
     plot_path(path, f"runs/{run_name}/mtq_path.png")
-    return {"u": u, "eval_return": ret, "path": path, "global_step": global_step}
+    print(f"learning path: runs/{run_name}/mtq_path.png")
+    checkpoint()
+    if args.save_model:
+        print(f"checkpoint: runs/{run_name}/checkpoint.pt")
+    print(f"done: {global_step:,} env steps, {updates:,} updates, {time.time() - start_time:.0f} s")
+    return {"u": u, "eval_return": ret, "path": path, "global_step": global_step, "updates": updates}
 
 
 def plot_path(path, filename):
@@ -848,10 +996,14 @@ def validate(args):
             setattr(args, k, v)
     if args.alpha_anneal_steps is None:
         args.alpha_anneal_steps = args.total_timesteps
+    for f in fields(Args):  # NaN passes every comparison below: reject it (and inf) first
+        value = getattr(args, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
     if args.alpha_init <= 0 or args.alpha_final <= 0:
         fail(f"alpha must be > 0, got --alpha-init {args.alpha_init} --alpha-final {args.alpha_final}")
     positive = ["num_envs", "total_timesteps", "eval_interval", "eval_episodes", "checkpoint_interval",
-                "alpha_anneal_steps", "buffer_size", "batch_size", "target_update_interval",
+                "alpha_anneal_steps", "buffer_size", "batch_size", "target_update_interval", "video_interval",
                 "rnn_hidden_dim", "hidden_dim", "lambda_hidden", "n_heads", "attention_dim"]
     for k in positive:
         if getattr(args, k) < 1:
@@ -865,6 +1017,8 @@ def validate(args):
         fail(f"--gamma and --epsilon must lie in [0, 1], got {args.gamma}, {args.epsilon}")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size {args.batch_size} exceeds --buffer-size {args.buffer_size}")
+    if args.capture_video and args.env != "smac":
+        fail("--capture-video needs a StarCraft map (--env smac)")
     if args.eval_only and args.checkpoint is None:
         fail("--eval-only needs --checkpoint")
     if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
@@ -876,7 +1030,7 @@ def validate(args):
             fail("--track needs wandb: pip install wandb")
 
 
-def make_envs(args, seed):
+def make_envs(args, seed, on_fail):
     """Training envs seeded from `seed`, evaluation envs from `seed + 10_000`."""
     if args.env == "matrix":
         return games.MatrixGame(args.num_envs), games.MatrixGame(args.num_envs)
@@ -886,19 +1040,27 @@ def make_envs(args, seed):
         env = games.make_starcraft(args.map, args.num_envs, seed, args.backend)
         eval_env = games.make_starcraft(args.map, args.num_envs, seed + 10_000, args.backend)
     except (ValueError, RuntimeError, ImportError) as e:
+        on_fail()
         fail(str(e))
-    print(f"StarCraft backend: {env.backend} (map {args.map})")
+    print(f"StarCraft backend: {env.backend} (map {args.map})", flush=True)
     return env, eval_env
 
 
+def env_args(env="smac", **kw) -> Args:
+    """Args with the defaults of `env` (ENV_DEFAULTS), then kw: what the command line gives."""
+    return Args(**{**ENV_DEFAULTS.get(env, {}), "env": env, **kw})
+
+
 def parse_args(argv=None) -> Args:
-    """Two passes: a checkpoint's own settings become the defaults of the second, so a resumed or
-    evaluated run keeps them, and flags given on the command line still win."""
-    args = tyro.cli(Args, args=argv)
-    if args.checkpoint is None or not os.path.isfile(args.checkpoint):
-        return args  # a missing file is reported by validate()
-    saved = {k: v for k, v in load_checkpoint(args.checkpoint)["args"].items() if k in Args.__dataclass_fields__}
-    return tyro.cli(Args, args=argv, default=Args(**{**saved, "checkpoint": args.checkpoint, "eval_only": False}))
+    """Two passes: the first finds --env and --checkpoint, whose defaults (ENV_DEFAULTS, or the
+    checkpoint's own settings) become those of the second, so a resumed or evaluated run keeps
+    them, --autotune is a plain flag, and flags given on the command line still win."""
+    first = tyro.cli(Args, args=argv)
+    default = env_args(first.env)
+    if first.checkpoint is not None and os.path.isfile(first.checkpoint):  # a missing file: validate()
+        saved = {k: v for k, v in load_checkpoint(first.checkpoint)["args"].items() if k in Args.__dataclass_fields__}
+        default = Args(**{**saved, "checkpoint": first.checkpoint, "eval_only": False})
+    return tyro.cli(Args, args=argv, default=default)
 
 
 def main(args: Args) -> dict:
@@ -907,6 +1069,21 @@ def main(args: Args) -> dict:
     env_id = args.map if args.env == "smac" else args.env
     if ckpt is not None and ckpt["env"] != env_id:
         fail(f"{args.checkpoint} was trained on {ckpt['env']}, not {env_id}")
+    step, updates = ckpt["counters"][:2] if ckpt is not None else (0, 0)
+    remove_run_dir = lambda: None  # noqa: E731
+    if args.eval_only:
+        run_name = ckpt["run_name"]
+    elif ckpt is not None:
+        if step >= args.total_timesteps:
+            print(f"nothing to do: {ckpt['run_name']} is at step {step:,} >= --total-timesteps "
+                  f"{args.total_timesteps:,}")
+            return {"run_name": ckpt["run_name"], "global_step": step, "updates": updates}
+        run_name, _ = make_run_dir(ckpt["run_name"], resume=True)
+        print(f"resuming {run_name} at step {step:,} ({updates:,} updates)", flush=True)
+    else:
+        run_name, remove_run_dir = make_run_dir(f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}",
+                                                resume=False)
+        print(f"run directory: runs/{run_name}", flush=True)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -915,16 +1092,19 @@ def main(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     # a resumed run gets fresh env streams rather than a replay of the first episodes
-    env_seed = args.seed + (ckpt["counters"][0] if ckpt is not None and not args.eval_only else 0)
-    env, eval_env = make_envs(args, env_seed)
+    env_seed = args.seed + (step if ckpt is not None and not args.eval_only else 0)
+    env, eval_env = make_envs(args, env_seed, remove_run_dir)
 
-    run_name = ckpt["run_name"] if ckpt is not None else (
-        f"{env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     if args.track and not args.eval_only:
         import wandb
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args),
                    name=run_name, monitor_gym=False, save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}")
+    if args.eval_only:
+        writer = NullWriter()
+    else:
+        # A checkpoint at step S is written after everything logged at steps <= S (its evaluation
+        # included), so a resumed run drops what the interrupted process logged later.
+        writer = SummaryWriter(f"runs/{run_name}", purge_step=None if ckpt is None else step + 1)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % (
         "\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))
     train = train_continuous if args.env == "mtq" else train_discrete

@@ -27,7 +27,7 @@ def matrix():
     for alpha_final in (1.0, 0.1, 0.01):
         t = time.time()
         with contextlib.redirect_stdout(io.StringIO()):
-            r = fsv.main(fsv.Args(env="matrix", alpha_final=alpha_final, seed=1, save_model=False))
+            r = fsv.main(fsv.env_args("matrix", alpha_final=alpha_final, seed=1, save_model=False))
         err = np.abs(r["q_tot"] - games.MatrixGame.PAYOFF).max()
         table = fsv.format_tables(r["q1"], r["q2"], r["q_tot"], alpha_final)
         out.append(f"$ python fsv.py --env matrix --alpha-final {alpha_final:g}\n{table}\n"
@@ -52,7 +52,7 @@ def mtq(n_seeds=20):
     for seed in range(1, n_seeds + 1):
         t = time.time()
         with contextlib.redirect_stdout(io.StringIO()):
-            r = fsv.main(fsv.Args(env="mtq", seed=seed, save_model=False))
+            r = fsv.main(fsv.env_args("mtq", seed=seed, save_model=False))
         u = r["u"]
         rows.append(dict(seed=seed, u1=round(float(u[0]), 3), u2=round(float(u[1]), 3),
                          distance_to_opt=round(float(np.hypot(u[0] - 5, u[1] - 5)), 3),

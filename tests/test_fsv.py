@@ -7,6 +7,7 @@ The toy runs call `fsv.main` in-process (a subprocess per seed would spend most 
 importing torch); the SMAX smoke test and one bad-input test go through the command line."""
 import contextlib
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,9 @@ SCRIPT = str(ROOT / "fsv.py")
 
 
 def run_main(**kw):
-    """fsv.main with its prints swallowed; returns the result dict."""
+    """fsv.main with the game's defaults (as the command line) and its prints swallowed; returns the result dict."""
     with contextlib.redirect_stdout(io.StringIO()):
-        return fsv.main(fsv.Args(**kw))
+        return fsv.main(fsv.env_args(**kw))
 
 
 def scalars(run_dir):
@@ -166,6 +167,82 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path):
     assert max(evals) >= 800 and min(evals) < 800
 
 
+def test_resume_purges_what_the_interrupted_run_logged_after_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """A run that went on past its checkpoint at step 160, resumed from it: TensorBoard shows every
+    evaluation step once (SummaryWriter's purge_step), and a finished run has nothing to do."""
+    monkeypatch.chdir(tmp_path)
+    saved = fsv.save_checkpoint
+
+    def keep_a_copy(path, ckpt):
+        saved(path, ckpt)
+        if ckpt["counters"][0] == 160:
+            shutil.copy(path, tmp_path / "step160.pt")
+    monkeypatch.setattr(fsv, "save_checkpoint", keep_a_copy)
+    short = dict(env="matrix", total_timesteps=320, learning_starts=16, eval_interval=80, checkpoint_interval=160)
+    first = run_main(**short)
+    assert (tmp_path / "step160.pt").exists()
+    second = fsv.main(fsv.parse_args(["--checkpoint", str(tmp_path / "step160.pt")]))
+    assert f"resuming {first['run_name']} at step 160 (" in capsys.readouterr().out
+    assert second["run_name"] == first["run_name"] and second["global_step"] == 320
+    evals = [s for s, _ in scalars(tmp_path / "runs" / first["run_name"])["eval/win_rate"]]
+    assert evals == [0, 80, 160, 240, 320], evals
+    ckpt = tmp_path / "runs" / first["run_name"] / "checkpoint.pt"
+    assert fsv.main(fsv.parse_args(["--checkpoint", str(ckpt)]))["global_step"] == 320
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_console_step_0_eval_progress_and_saved_paths(tmp_path, monkeypatch, capsys):
+    """The shared console: an evaluation line at step 0 and at the end, a progress line at the end,
+    where the learning path and the checkpoint went; two runs in the same second get two
+    directories; --autotune is a plain flag."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fsv.time, "time", lambda: 1_700_000_000.0)
+    args = fsv.parse_args(["--env", "mtq", "--total-timesteps", "64", "--learning-starts", "32", "--num-envs", "32"])
+    assert args.autotune  # mtq's default
+    assert not fsv.parse_args(["--env", "mtq", "--no-autotune"]).autotune
+    assert fsv.parse_args(["--env", "matrix", "--autotune"]).autotune
+    fsv.main(args)
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].startswith("eval at step 0: win rate ")
+    assert "step 64/64 (100%) | " in out and "eval at step 64: win rate " in out
+    assert "learning path: runs/mtq__fsv__1__1700000000/mtq_path.png" in out
+    assert "checkpoint: runs/mtq__fsv__1__1700000000/checkpoint.pt" in out
+    fsv.main(args)
+    assert "run directory: runs/mtq__fsv__1__1700000000_2" in capsys.readouterr().out
+
+
+def test_unwritable_runs_or_truncated_checkpoint_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run_main(env="matrix", total_timesteps=64, learning_starts=16)
+    real = next((tmp_path / "runs").iterdir()) / "checkpoint.pt"
+    data = real.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.pt").write_text("hello")
+    capsys.readouterr()
+    for name in ("cut.pt", "text.pt"):
+        with pytest.raises(SystemExit) as exc:
+            fsv.parse_args(["--checkpoint", name])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err == f"error: checkpoint {name} is truncated or not a torch file\n", err
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    (other / "runs").write_text("not a directory")
+    with pytest.raises(SystemExit) as exc:
+        run_main(map="3m", backend="smax")  # fails before building SMAX
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: cannot write run directory runs/3m__fsv__1__"), err
+    assert err.count("\n") == 1
+
+
+def test_help_names_the_maps(capsys):
+    with pytest.raises(SystemExit) as exc:
+        fsv.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exc.value.code == 0 and all(m in text for m in ("games.SMAC_MAPS", "games.SMAX_MAPS", "3m,", "MMM2,"))
+    assert "--no-autotune" in text
+
+
 # ---------------------------------------------------------------- bad input: one line, exit 2
 @pytest.mark.parametrize("kw, message", [
     (dict(env="chess"), "unknown env"),
@@ -183,6 +260,10 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path):
     (dict(env="matrix", epsilon=1.5), "must lie in [0, 1]"),
     (dict(env="mtq", eval_only=True), "--eval-only needs --checkpoint"),
     (dict(env="mtq", checkpoint="missing.pt"), "no checkpoint file"),
+    (dict(env="matrix", alpha_init=float("nan")), "--alpha-init must be a finite number, got nan"),
+    (dict(env="mtq", target_entropy=float("-inf")), "--target-entropy must be a finite number, got -inf"),
+    (dict(env="matrix", capture_video=True), "--capture-video needs a StarCraft map"),
+    (dict(video_interval=0), "--video-interval must be >= 1"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, capsys, kw, message):
     monkeypatch.chdir(tmp_path)
