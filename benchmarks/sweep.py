@@ -122,6 +122,22 @@ def finished(run):
     return bool(attempts) and attempts[-1].get("exit_code") == 0
 
 
+def running_elsewhere(run):
+    """The pid of a live process of another sweep invocation on this host that is running this run now, else None
+    (two invocations must never run one run directory at the same time)."""
+    attempts = read_status(run["run_dir"])["attempts"]
+    last = attempts[-1] if attempts else {}
+    if last.get("exit_code") is not None or last.get("host") != socket.gethostname() or not last.get("pid"):
+        return None
+    try:
+        os.kill(last["pid"], 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return last["pid"]
+
+
 def checkpoints(run_dir):
     return sorted(Path(run_dir).glob("runs/*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
 
@@ -163,6 +179,8 @@ def run_one(run, gpu=None):
         log.flush()
         proc = subprocess.Popen(argv, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # its own process group: the sweep kills it cleanly
+        record["pid"] = proc.pid
+        write_status(run_dir, status)
         with _lock:
             _children.add(proc)
         code = proc.wait()
@@ -308,9 +326,13 @@ def cmd_run(a):
         fail(f"cannot write sweep directory {sweep_dir}: {e.strerror or e}")
     with open(sweep_dir / "sweep_commands.txt", "a") as f:  # how the sweep was asked for, for the record
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join([sys.executable] + sys.argv)}\n")
-    todo = [r for r in runs if not finished(r)]
+    busy = [(r, running_elsewhere(r)) for r in runs if not finished(r)]
+    for r, pid in busy:
+        if pid:
+            print(f"[sweep] {r['name']} is being run by process {pid} (another sweep invocation): left to it")
+    todo = [r for r, pid in busy if not pid]
     skipped = len(runs) - len(todo)
-    print(f"[sweep] {a.sweep}: {len(runs)} runs ({skipped} finished before, skipped), launcher {a.launcher}, "
+    print(f"[sweep] {a.sweep}: {len(runs)} runs ({skipped} finished before or running elsewhere, skipped), launcher {a.launcher}, "
           f"directory {sweep_dir}", flush=True)
     progress = Progress(len(runs), skipped, a.workers if a.launcher == "local" else max(1, len(todo)))
     if a.launcher == "local":

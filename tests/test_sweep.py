@@ -54,7 +54,7 @@ def test_local_launcher_runs_every_seed_in_its_own_directory(local_sweep):
 def test_rerunning_a_sweep_skips_finished_runs(local_sweep):
     cwd, _, second = local_sweep
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "2 finished before, skipped" in second.stdout and "[sweep] start " not in second.stdout
+    assert "2 finished before or running elsewhere, skipped" in second.stdout and "[sweep] start " not in second.stdout
     assert len(attempts(cwd / "runs" / "sweeps" / "toy" / "fop__matrix__base__1")) == 1
 
 
@@ -71,6 +71,23 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(local_sweep, tmp_path):
     assert last["how"].startswith("resuming from runs/matrix__fop__1__") and last["exit_code"] == 0
     assert "--checkpoint " in last["command"] and "checkpoint.pt" in last["command"]
     assert len(list(run.glob("runs/*"))) == 1  # the resumed run wrote into the same run directory
+
+
+def test_a_run_that_another_sweep_is_running_is_left_to_it(local_sweep):
+    cwd, _, _ = local_sweep
+    run = cwd / "runs" / "sweeps" / "toy" / "fop__matrix__base__2"
+    status = json.loads((run / "status.json").read_text())
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        status["attempts"].append(dict(status["attempts"][-1], exit_code=None, pid=live.pid))  # "still running"
+        (run / "status.json").write_text(json.dumps(status))
+        out = sweep("run", "--sweep", "toy", "--scripts", "fop", "--env", "matrix", "--seeds", "2", "--flags", TINY,
+                    "--variant", "base=", cwd=cwd)
+    finally:
+        live.kill()
+        live.wait()
+    assert out.returncode == 0 and f"being run by process {live.pid}" in out.stdout
+    assert "[sweep] start " not in out.stdout and len(attempts(run)) == 2  # nothing started, nothing written
 
 
 def test_slurm_launcher_through_submitit_local_executor(tmp_path):
