@@ -327,8 +327,6 @@ def test_grad_scale_hook_halves_the_gradient_of_the_states_own_heads():
     """K = 1: ours halves only what s_{t,1} passes on to step 2 (none here), so nothing changes; the authors' hook
     halves all of s_{t,1}'s gradient, so the dynamics (reached only through s_{t,1}) get exactly half, the heads the
     same gradient, and the representation a different one."""
-    import copy
-
     grads = {}
     for hook in (False, True):
         args, model, target, replay, rng = tiny_setup(0, unroll_steps=1, grad_scale_hook=hook, max_grad_norm=math.inf)
