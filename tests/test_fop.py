@@ -2,6 +2,7 @@
 known answers, a SMAX smoke run that must update, evaluate, checkpoint and resume, and the one-line errors."""
 import contextlib
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import fop
@@ -247,12 +249,17 @@ def run_cli(cwd, *flags):
     return subprocess.run([sys.executable, SCRIPT, *flags], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def test_smax_smoke_update_eval_checkpoint_resume(tmp_path, monkeypatch):
+def test_smax_smoke_update_eval_checkpoint_resume_video(tmp_path, monkeypatch):
+    """Command line end to end with --capture-video --video-interval 2 (evaluations at steps 0, 200 and the final 240:
+    GIFs of the first and the third), then an in-process resume without the flag (no new GIF) and --eval-only."""
     tiny = ["--map", "3m", "--num-envs", "8", "--batch-size", "4", "--buffer-size", "64", "--learning-starts", "4",
             "--eval-episodes", "8", "--eval-interval", "200", "--checkpoint-interval", "200", "--log-interval", "1"]
-    p = run_cli(tmp_path, *tiny, "--total-timesteps", "240")  # the command line, end to end
+    p = run_cli(tmp_path, *tiny, "--total-timesteps", "240", "--capture-video", "--video-interval", "2")
     assert p.returncode == 0, p.stderr
     run_dir = next((tmp_path / "runs").iterdir())
+    assert sorted(f.name for f in (run_dir / "videos").iterdir()) == ["step_0.gif", "step_240.gif"]
+    with Image.open(run_dir / "videos" / "step_240.gif") as gif:
+        assert gif.n_frames > 1 and (run_dir / "videos" / "step_240.gif").stat().st_size > 1000
     ckpt = fop.load_checkpoint(str(run_dir / "checkpoint.pt"))
     assert ckpt["script"] == "fop" and ckpt["map"] == "3m"
     first = ckpt["counters"]
@@ -263,10 +270,12 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path, monkeypatch):
 
     # resume (in-process, to save a second start-up): continues the counters and the TensorBoard run
     monkeypatch.chdir(tmp_path)
-    args = fop.Args(**{**ckpt["args"], "checkpoint": str(run_dir / "checkpoint.pt"), "total_timesteps": 400})
+    args = fop.Args(**{**ckpt["args"], "checkpoint": str(run_dir / "checkpoint.pt"), "total_timesteps": 400,
+                       "capture_video": False})
     quiet(lambda a: fop.train(a, ckpt), args)
     second = fop.load_checkpoint(str(run_dir / "checkpoint.pt"))["counters"]
     assert second["global_step"] >= 400 and second["updates"] > first["updates"]
+    assert len(list((run_dir / "videos").iterdir())) == 2  # flag off: nothing recorded
 
     acc = EventAccumulator(str(run_dir))
     acc.Reload()
@@ -305,6 +314,17 @@ def test_bad_input_one_line_exit_2(tmp_path, flags, message, monkeypatch, capsys
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_help_names_the_maps_and_says_authors_code_and_paper(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["fop.py", "--help"])
+    with pytest.raises(SystemExit) as e:
+        fop.parse_args()
+    out = capsys.readouterr().out
+    text = " ".join(out.split())
+    assert e.value.code == 0 and all(m in text for m in ("games.SMAC_MAPS", "games.SMAX_MAPS", "3m,", "MMM2,")), text
+    assert "authors' code" in text and "paper" in text
+    assert not re.search(r"\(C[:;, )]|\(P[:;, )]|\bC:|\bP:|; C\b|; P\b|\bP Sec|\bP Table", out), out
 
 
 def test_map_smax_cannot_play_one_line_exit_2(tmp_path, monkeypatch, capsys):

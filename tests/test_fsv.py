@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import fsv
@@ -140,15 +141,21 @@ def test_mtq_reaches_global_optimum(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- SMAX smoke run and resume
-def test_smax_smoke_update_eval_checkpoint_resume(tmp_path):
+def test_smax_smoke_update_eval_checkpoint_resume_video(tmp_path):
+    """Command line end to end with --capture-video --video-interval 2 (evaluations at steps 0, 200
+    and the final 400: GIFs of the first and the third), then a resume with --no-capture-video (no
+    new GIF)."""
     common = [sys.executable, SCRIPT, "--map", "3m", "--num-envs", "8", "--eval-episodes", "8",
               "--learning-starts", "8", "--batch-size", "8", "--eval-interval", "200",
               "--checkpoint-interval", "200"]
-    p = subprocess.run(common + ["--total-timesteps", "400"], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(common + ["--total-timesteps", "400", "--capture-video", "--video-interval", "2"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "StarCraft backend: smax" in p.stdout
+    assert "StarCraft backend: smax" in p.stdout and "eval at step 0: win rate" in p.stdout
     (run,) = (tmp_path / "runs").iterdir()
+    assert sorted(f.name for f in (run / "videos").iterdir()) == ["step_0.gif", "step_400.gif"]
+    with Image.open(run / "videos" / "step_400.gif") as gif:
+        assert gif.n_frames > 1 and (run / "videos" / "step_400.gif").stat().st_size > 1000
     tags = scalars(run)
     assert {"losses/q_tot_loss", "losses/lambda", "eval/win_rate", "eval/episodic_return",
             "charts/episodic_return"} <= set(tags)
@@ -157,10 +164,11 @@ def test_smax_smoke_update_eval_checkpoint_resume(tmp_path):
     step, updates, episodes, _ = ckpt["counters"]
     assert step >= 400 and updates > 0 and episodes > 8
 
-    p = subprocess.run(common + ["--total-timesteps", "800", "--checkpoint", str(run / "checkpoint.pt")],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(common + ["--total-timesteps", "800", "--checkpoint", str(run / "checkpoint.pt"),
+                                 "--no-capture-video"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert len(list((tmp_path / "runs").iterdir())) == 1  # the same run directory continues
+    assert len(list((run / "videos").iterdir())) == 2  # flag off: nothing recorded
     resumed = torch.load(run / "checkpoint.pt", weights_only=False)
     assert resumed["counters"][0] >= 800 and resumed["counters"][1] > updates
     evals = [s for s, _ in scalars(run)["eval/win_rate"]]
