@@ -3,9 +3,17 @@
 
     python mag.py --map 3m                     # paper sizes and schedule (MAMBA + MAG Appendix B): a GPU run
     python mag.py --map 3m --preset cpu        # small model, fewer updates per episode (CPU_PRESET below)
-    python mag.py --map 3m --no-mag            # the MAMBA baseline: plain one-step model rollouts
+    python mag.py --map 3m --no-mag --model-lr 2e-4   # the paper's MAMBA baseline (MAMBA's model learning rate)
+    python mag.py --map 3m --no-mag            # planning ablated alone: MAMBA's rollouts at MAG's 5e-4
     python mag.py --checkpoint runs/RUN/checkpoint.pt              # resume (its settings; flags override)
     python mag.py --checkpoint runs/RUN/checkpoint.pt --eval-only  # greedy evaluation only
+    python mag.py --checkpoint runs/RUN/checkpoint.pt --eval-only --capture-video   # ... and watch it (GIF)
+
+Console: a progress line at least every 30 s and at the end ("updates" are learner steps, one per finished
+episode), an evaluation line at step 0, every --eval-interval and at the end (TensorBoard logs, checkpoint and
+videos in runs/{map}__{exp_name}__{seed}__{time}, suffixed _2, _3, ... if taken):
+    step 12,345/50,000 (25%) | 13.2 env steps/s | 3,086 updates | train win rate 0.31, return 12.40 | ETA 0:47:36
+    eval at step 12,345: win rate 0.406, return 15.21 (32 episodes, greedy)
 
 The file follows Algorithm 1 of the paper:
     line 3      collect episodes in the real env with π acting on the world model's posterior features
@@ -13,35 +21,53 @@ The file follows Algorithm 1 of the paper:
     line 5      rm_loss: R̂_m regresses the model's per-transition prediction error (Sec. 3.3)
     lines 6-14  imagine + plan_to_predict: for every imagined step, L rollouts of H steps in which the
                 local models interact with the current joint policy; keep the first prediction of the
-                rollout with the smallest summed R̂_m (Sec. 3.3 "Planning to predict")
+                rollout with the least R̂_m over its predictions (Sec. 3.3 "Planning to predict")
     lines 16-18 ppo_update: PPO actor and attention critic on the imagined data D_m (as MAMBA)
 
 Where this departs from the paper or the authors' code (ZifanWu/MAG, built on jbr-ai-labs/mamba):
-- The best candidate is chosen per start state, as the paper describes. The released code takes one
+- Dead agents and episode ends (`--mag-living-mean`, default; the paper's sum over all agents:
+  `--no-mag-living-mean`). A dead agent's observation is all zeros and is predicted almost exactly: under the
+  paper's sum, R̂_m's label was 0.28 for dead agents vs 1.64 for living ones on 3m, and the planner picked
+  futures with more dead allies (+0.013 expected dead allies per imagined step at 5k env steps) and earlier
+  ends. Here R̂_m is trained on the agents alive in o_t of transitions whose o_{t+1} is real (a death at t+1
+  is a prediction with an error; a dead agent's next zeros are not), and the planner's score counts each of
+  its N·H terms as R̂_m only in proportion to the model's P(agent alive before the step) · P(no end yet)
+  (legal-action and pcont heads) and otherwise as the mean R̂_m of the start state's scored predictions. A
+  per-candidate mean would let R̂_m's untrained values decide for a rollout that ends at once, and a sum of the
+  scored terms alone would keep the bias; this way a death or an end is, on average, neither cheaper nor dearer.
+- The best candidate is chosen per start state, as the paper describes. The authors' code takes one
   argmin of the batch-averaged error for all start states at once: `--mag-global-argmin`.
-- R̂_m's label is Sec. 3.3's prediction error Σ_i ||ô^i' - o^i'||_2 + |R̂^i - R| of a prediction
-  *sampled from the prior*, and R̂_m's input is the feature of that same sample (one pass). The released
-  code labels with the posterior's training losses (KL + heads, reconstruction divided down to ~0) and
-  takes the inputs from a second, independently sampled pass.
-- Dead agents (`--mag-living-mean`, default): a dead agent's observation is all zeros and is predicted almost
-  exactly, so under the paper's sum over agents (R̂_m labels 0.28 dead vs 1.64 alive on 3m) the planner preferred
-  futures in which allies die or the episode ends. R̂_m is trained only on agents alive before the step whose next
-  observation is real, and the planner's score counts a prediction R̂_m was not trained on (a dead agent's, one
-  after a predicted end; from the model's legal-action and pcont heads) at the mean R̂_m of the start state's
-  scored predictions. The paper's sum over all agents: `--no-mag-living-mean`.
+- R̂_m's label is Sec. 3.3's prediction error ||ô^i' - o^i'||_2 + |R̂^i - R| of a prediction *sampled from
+  the prior*, and R̂_m's input is the feature of that same sample (one pass). The authors' code labels with
+  the posterior's training losses (KL + heads, reconstruction divided down to ~0) and takes the inputs from a
+  second, independently sampled pass.
 - Heads read the state a transition reaches, s_{t+1} = (h_{t+1}, z_{t+1}), for o_{t+1}, avail(o_{t+1}),
   r_t and 1 - done_t (DreamerV2's layout). MAMBA reads the reward/continuation of step t+1 from
   [z_{t+1}, h_{t+2}], which costs an extra transition per imagined step.
+- The reset state is h = 0 with the posterior of the first observation (MAMBA applies one transition from a
+  zero state first). Episode starts and row 0 of every window are world-model targets from it, as MAMBA
+  predicts them from its zero state (`--no-first-obs-loss`: this script's earlier form, never a target).
 - Not kept from MAMBA: its action-prediction ("info") loss and its xavier initialisation.
-- R̂_m's gradient norm is clipped at 100 like every other network's; the released code does not clip it.
-- One absorbing row (zero obs, `fake`) follows a true termination, so the last reward and the done flag
-  are learned; MAMBA writes two. After a time-out the last transition has no next observation and is
-  masked out of the model losses.
+- R̂_m's gradient norm is clipped at 100 like every other network's; the authors' code does not clip it.
+- Two absorbing rows (zero obs, `fake`, done, reward 0) follow a true termination, as MAMBA: the first
+  teaches the last reward and the done flag, the second the transition out of the first (a random action,
+  as MAMBA), so imagined steps just after a predicted end stay absorbing with zero reward; past the second,
+  as in MAMBA, the transition is untrained (λ-returns are cut there by the predicted continuation). The
+  imagined data after a predicted end stay in PPO's loss, as MAMBA's; `mag/imagined_running` logs P(no end
+  within the horizon). `--absorbing-rows 1`: this script's earlier single row, after which nothing was
+  trained (9-20% of PPO's imagined data came after a predicted end). After a time-out the last transition
+  has no next observation and is masked out of the model losses.
+- The world model acts in eval mode (dropout off) and trains in train mode, as MAMBA (`--act-dropout`: this
+  script's earlier form, dropout on while acting).
 - Evaluation: greedy (argmax) episodes on separate envs, `eval/win_rate`. The authors had none: they
   report the running win rate of the last 20 stochastic training episodes, logged as `charts/win_rate`.
 - Batched envs: one learner step (Algorithm 1 lines 4-18) after every finished episode of any env, as
   MAMBA's parallel workers do; the other envs' running episodes go on with the updated policy.
-- L and H: the paper's Appendix B table where the map is in it, otherwise the released code's L=4, H=6.
+- L and H: the paper's Appendix B table where the map is in it, otherwise the authors' code's L=4, H=6.
+- Model learning rate 5e-4, as the paper (Appendix B) and the authors' code run MAG; MAMBA's is 2e-4, so
+  the paper's MAMBA baseline is `--no-mag --model-lr 2e-4` and `--no-mag` alone ablates planning only.
+- Checkpoints written before --mag-living-mean, --first-obs-loss, --absorbing-rows and --act-dropout existed
+  resume with the earlier forms (LEGACY_ARGS).
 - StarCraft is SMAX unless StarCraft II is installed (games.py): results are not SMAC numbers.
 """
 import dataclasses
@@ -49,6 +75,7 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -77,6 +104,11 @@ class Args:
     """log to Weights & Biases"""
     wandb_project_name: str = "marl-papers"
     """the wandb project name"""
+    capture_video: bool = False
+    """record env 0's first episode of every --video-interval-th evaluation: runs/{run_name}/videos/step_<N>.gif on
+    SMAX, a StarCraft II replay next to that path on SC2 (with --eval-only: videos/ next to the checkpoint)"""
+    video_interval: int = 1
+    """with --capture-video: record every this many evaluations (1: every one)"""
     save_model: bool = True
     """write checkpoints to runs/{run_name}/checkpoint.pt"""
     checkpoint: Optional[str] = None
@@ -89,9 +121,12 @@ class Args:
     """torch CPU threads (0: torch's default)"""
 
     map: str = "3m"
-    """SMAC map (games.SMAC_MAPS)"""
+    """SMAC map, one of games.SMAC_MAPS.
+    SMAX and SC2 (games.SMAX_MAPS): 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z,
+    3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor.
+    StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling, bane_vs_bane, 2s_vs_1sc."""
     backend: str = "auto"
-    """StarCraft backend: auto, smax or sc2"""
+    """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 2
     """parallel training envs (MAMBA's README runs 2 workers)"""
     total_timesteps: int = 1_000_000
@@ -121,11 +156,9 @@ class Args:
     kl_balance: float = 0.8
     """KL balancing α: α KL(sg(q)||p) + (1-α) KL(q||sg(p)) (MAMBA/DreamerV2: 0.8)"""
     first_obs_loss: bool = True
-    """the first observation of each episode and row 0 of every sampled window are loss targets from the reset
-    state h = 0 (KL to the reset prior, reconstruction, avail), as MAMBA, which predicts them from its zero state;
-    --no-first-obs-loss: only observations reached by a transition are targets"""
+    """episode starts and row 0 of each window are targets from the reset state h=0 (MAMBA); --no-: earlier form"""
     model_lr: float = 5e-4
-    """world-model learning rate (MAG Appendix B: 5e-4; MAMBA: 2e-4)"""
+    """world-model learning rate (MAG Appendix B: 5e-4; MAMBA: 2e-4, the paper's baseline: --no-mag --model-lr 2e-4)"""
     model_epochs: int = 60
     """world-model updates per learner step (MAMBA MODEL_EPOCHS: 60)"""
     model_batch_size: int = 40
@@ -136,6 +169,10 @@ class Args:
     """D_e capacity in rows, all envs together (MAMBA: 250,000)"""
     min_buffer_size: int = 500
     """rows in D_e before learning starts (MAMBA: 500)"""
+    absorbing_rows: int = 2
+    """absorbing rows after a true termination (MAMBA: 2, training the step out of the first; 1: earlier form)"""
+    act_dropout: bool = False
+    """world-model dropout on while acting (earlier form); MAMBA acts in eval mode, dropout off"""
     grad_clip: float = 100.0
     """gradient-norm clip of every network (MAMBA: 100)"""
 
@@ -159,10 +196,7 @@ class Args:
     mag_global_argmin: bool = False
     """one argmin of the batch-averaged error for all start states (authors' code) instead of one per start"""
     mag_living_mean: bool = True
-    """R̂_m is trained on, and the planner averages R̂_m over, the predictions of agents alive before the step whose
-    next observation is real (the score: weighted by the model's P(alive) and P(episode still running)), so futures
-    with dead allies or an earlier end score no better for having fewer predictions to make; --no-mag-living-mean:
-    the paper's sum over all N agents, in which a dead agent (all-zero observation, error near 0) lowers the sum"""
+    """R̂_m labels and planner scores over living agents before a predicted end; --no-: the paper's sum over all"""
 
     # policy learning on model data (MAMBA)
     horizon: int = 15
@@ -200,15 +234,63 @@ CPU_PRESET = dict(
     num_envs=8, eval_interval=2_000, checkpoint_interval=5_000, total_timesteps=60_000,
 )
 
-# MAG Appendix B, Table 1: (L, H) per SMAC map. Maps not in the table use the released code's (4, 6).
+# MAG Appendix B, Table 1: (L, H) per SMAC map. Maps not in the table use the authors' code's (4, 6).
 MAG_LH = {"2s_vs_1sc": (5, 10), "3s_vs_3z": (5, 10), "2s3z": (5, 10), "3s_vs_4z": (4, 10),
           "3s_vs_5z": (5, 7), "2c_vs_64zg": (5, 7), "corridor": (4, 6), "3s5z_vs_3s6z": (4, 7)}
 MAG_LH_DEFAULT = (4, 6)
 
 
+PROGRESS_SECONDS = 30
+"""a progress line at least this often (seconds of wall time)"""
+
+
 def fail(msg):
     print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
+
+
+def hms(seconds):
+    """H:MM:SS, hours unbounded."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def progress_line(step, total, sps, updates, wins, returns, eta):
+    """The console's progress line (the same in all four scripts); wins, returns: training episodes since the last.
+    mag.py's updates are learner steps (Algorithm 1 lines 4-18, one per finished episode)."""
+    train = (f"train win rate {np.mean(wins):.2f}, return {np.mean(returns):.2f}" if len(wins)
+             else "train win rate n/a, return n/a")
+    return (f"step {step:,}/{total:,} ({100 * step / total:.0f}%) | {sps:.1f} env steps/s | {updates:,} updates | "
+            f"{train} | ETA {'n/a' if eta is None else hms(eta)}")
+
+
+def eval_line(step, win, ret, episodes):
+    return f"eval at step {step:,}: win rate {win:.3f}, return {ret:.2f} ({episodes} episodes, greedy)"
+
+
+def make_run_dir(run_name, resume):
+    """Create runs/{run_name} before anything expensive and check that it can be written (else one line, exit 2). A
+    new run gets a directory of its own: os.makedirs is atomic, so when the name is taken (two runs started in the
+    same second) it tries run_name_2, _3, ...; a resumed run reuses its checkpoint's. Returns the name used and whether
+    runs/ itself was created here."""
+    created_runs = not os.path.lexists("runs")
+    name, path = run_name, os.path.join("runs", run_name)
+    try:
+        if resume:
+            os.makedirs(path, exist_ok=True)
+        else:
+            for i in range(2, 10_000):
+                try:
+                    os.makedirs(path)
+                    break
+                except FileExistsError:
+                    name = f"{run_name}_{i}"
+                    path = os.path.join("runs", name)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        fail(f"cannot write run directory {path}: {e.strerror or e}")
+    return name, created_runs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,7 +662,8 @@ def imagine(wm, actor, critic, rm, h, z, args, L, H):
     data = dict(feat=torch.stack(feats[:-1]), action=torch.stack(actions), avail=torch.stack(avails),
                 logp=torch.stack(logps), ret=returns, adv=returns - values[:-1])
     data = {k: v.flatten(0, 1) for k, v in data.items()}  # [K*M, N, ...]
-    diag = dict(imagined_reward=torch.stack(rewards).mean().item())
+    diag = dict(imagined_reward=torch.stack(rewards).mean().item(),
+                imagined_running=torch.stack(conts).prod(0).mean().item())  # P(no predicted end in `horizon` steps)
     if args.mag:
         diag.update(chosen_rm=torch.stack(chosen).mean().item(), random_rm=torch.stack(first).mean().item())
     return data, diag
@@ -651,7 +734,9 @@ def act(wm, actor, h, z, avail, greedy):
 
 
 def evaluate(wm, actor, env, n_episodes, device):
-    """Greedy episodes: every eval env plays the same quota of whole episodes (no bias to short ones)."""
+    """Greedy episodes: every eval env plays the same quota of whole episodes (no bias to short ones).
+    Returns the win rate, the mean return and the number of episodes."""
+    mode = wm.training
     wm.eval()
     quota = math.ceil(n_episodes / env.num_envs)
     counts, wins, returns = np.zeros(env.num_envs, np.int64), [], []
@@ -668,8 +753,8 @@ def evaluate(wm, actor, env, n_episodes, device):
             wins.append(info["won"][e]), returns.append(info["episode_return"][e])
         obs, avail = torch.as_tensor(obs, device=device), torch.as_tensor(avail, device=device)
         h, z = filter_step(wm, h, z, action, obs, torch.as_tensor(done, device=device))
-    wm.train()
-    return float(np.mean(wins)), float(np.mean(returns))
+    wm.train(mode)
+    return float(np.mean(wins)), float(np.mean(returns)), len(wins)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,11 +765,17 @@ def load_checkpoint(path):
         fail(f"checkpoint {path} not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file
-        fail(f"cannot read checkpoint {path}: {type(e).__name__}")
+    except OSError as e:  # no permission, ...
+        fail(f"cannot read checkpoint {path}: {e.strerror or e}")
+    except Exception:  # torch's zip reader, pickle: truncated or not a torch file at all
+        fail(f"checkpoint {path} is truncated or not a torch file")
     if not isinstance(ckpt, dict) or ckpt.get("script") != "mag":
         fail(f"{path} is not a mag.py checkpoint")
     return ckpt
+
+
+# Checkpoints written before these flags existed ran this script's earlier forms: they resume as they ran.
+LEGACY_ARGS = dict(mag_living_mean=False, first_obs_loss=False, absorbing_rows=1, act_dropout=True)
 
 
 def parse_args():
@@ -694,7 +785,8 @@ def parse_args():
     ckpt = None
     if args.checkpoint is not None:
         ckpt = load_checkpoint(args.checkpoint)
-        saved = {k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(Args)}}
+        names = {f.name for f in dataclasses.fields(Args)}
+        saved = {**LEGACY_ARGS, **{k: v for k, v in ckpt["args"].items() if k in names}}
         base = dataclasses.replace(Args(**saved), checkpoint=None, eval_only=False)
     elif args.preset == "cpu":
         base = dataclasses.replace(Args(), preset="cpu", **CPU_PRESET)
@@ -703,7 +795,23 @@ def parse_args():
     return tyro.cli(Args, default=base), ckpt
 
 
+INFINITE_OK = {"grad_clip"}  # inf: no clipping (the authors' code does not clip R̂_m)
+
+
 def validate(args, ckpt):
+    for f in dataclasses.fields(args):  # every float flag: NaN or inf (inf only where it means something)
+        value = getattr(args, f.name)
+        if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and f.name not in INFINITE_OK)):
+            fail(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
+    for name in ("model_lr", "rm_lr", "actor_lr", "critic_lr", "clip_coef", "grad_clip"):
+        if not getattr(args, name) > 0:
+            fail(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if not 0 <= args.attn_dropout < 1:
+        fail(f"--attn-dropout must lie in [0, 1), got {args.attn_dropout}")
+    if not (args.ent_coef >= 0 and 0 < args.ent_annealing <= 1):
+        fail(f"--ent-coef must be >= 0 and --ent-annealing in (0, 1], got {args.ent_coef} and {args.ent_annealing}")
+    if args.video_interval < 1:
+        fail(f"--video-interval must be >= 1, got {args.video_interval}")
     if args.preset not in ("paper", "cpu"):
         fail(f"unknown preset {args.preset!r}; choose paper or cpu")
     if args.map not in games.SMAC_MAPS:
@@ -728,6 +836,8 @@ def validate(args, ckpt):
     for name in positive:
         if getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.absorbing_rows not in (1, 2):
+        fail(f"--absorbing-rows must be 1 or 2, got {args.absorbing_rows}")
     if args.seq_length < 2:
         fail(f"--seq-length must be >= 2, got {args.seq_length}")
     if args.hidden % args.attn_heads:
@@ -758,21 +868,19 @@ def save_checkpoint(path, nets, opts, buf, state, args, run_name):
 if __name__ == "__main__":
     args, ckpt = parse_args()
     L, H = validate(args, ckpt)
-    try:
-        envs = None if args.eval_only else games.make_starcraft(args.map, args.num_envs, args.seed, args.backend)
-        eval_envs = games.make_starcraft(args.map, args.num_envs, args.seed + 10_000, args.backend)
-    except (ValueError, RuntimeError, ImportError) as e:
-        fail(str(e))
     if args.track:
         try:
             import wandb
         except ImportError:
             fail("--track needs wandb: pip install wandb")
-
-    run_name = ckpt["run_name"] if ckpt else f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    print(f"StarCraft backend: {eval_envs.backend}; map {args.map}; "
-          f"{'MAG (L=%d, H=%d%s)' % (L, H, ', global argmin' if args.mag_global_argmin else '') if args.mag else 'MAMBA (--no-mag)'}")
-
+    if ckpt is not None and not args.eval_only and ckpt["global_step"] >= args.total_timesteps:
+        print(f"nothing to do: {ckpt['run_name']} is at step {ckpt['global_step']:,} of {args.total_timesteps:,} "
+              f"(raise --total-timesteps to go on, or evaluate it with --eval-only)")
+        sys.exit(0)  # its final evaluation is logged already: another one would log step N twice
+    if not args.eval_only:  # the run directory first: a bad one is one line, before any environment is built
+        run_name, created_runs = make_run_dir(
+            ckpt["run_name"] if ckpt is not None else f"{args.map}__{args.exp_name}__{args.seed}__{int(time.time())}",
+            resume=ckpt is not None)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -780,21 +888,22 @@ if __name__ == "__main__":
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    N, A, O = eval_envs.n_agents, eval_envs.n_actions, eval_envs.obs_dim
 
-    wm = WorldModel(N, O, A, args).to(device)
-    rm = ModelErrorPredictor(wm.feat_dim, args.rm_hidden, args.rm_layers).to(device)
-    actor = Actor(wm.feat_dim, args.hidden, A).to(device)
-    critic = Critic(N, wm.feat_dim, args.hidden, args.attn_heads).to(device)
-    nets = dict(world_model=wm, rm=rm, actor=actor, critic=critic)
-    opts = dict(world_model=torch.optim.Adam(wm.parameters(), lr=args.model_lr),
-                rm=torch.optim.Adam(rm.parameters(), lr=args.rm_lr),
-                actor=torch.optim.Adam(actor.parameters(), lr=args.actor_lr, weight_decay=1e-5),
-                critic=torch.optim.Adam(critic.parameters(), lr=args.critic_lr))
-    buf = make_buffer(args.num_envs, args.buffer_capacity, N, O, A)
-    state = dict(global_step=0, learner_steps=0, episodes=0, ent_coef=args.ent_coef, next_eval=0,
-                 next_checkpoint=args.checkpoint_interval, recent_wins=[], rng=np.random.default_rng(args.seed))
-    if ckpt is not None:
+    def build_networks(N, O, A):
+        wm = WorldModel(N, O, A, args).to(device).train(args.act_dropout)  # the mode it acts in
+        rm = ModelErrorPredictor(wm.feat_dim, args.rm_hidden, args.rm_layers).to(device)
+        actor = Actor(wm.feat_dim, args.hidden, A).to(device)
+        critic = Critic(N, wm.feat_dim, args.hidden, args.attn_heads).to(device)
+        opts = dict(world_model=torch.optim.Adam(wm.parameters(), lr=args.model_lr),
+                    rm=torch.optim.Adam(rm.parameters(), lr=args.rm_lr),
+                    actor=torch.optim.Adam(actor.parameters(), lr=args.actor_lr, weight_decay=1e-5),
+                    critic=torch.optim.Adam(critic.parameters(), lr=args.critic_lr))
+        return dict(world_model=wm, rm=rm, actor=actor, critic=critic), opts
+
+    if ckpt is not None:  # sizes from the checkpoint: a resume that does not fit is refused before any environment
+        N, O = ckpt["buffer"]["obs"].shape[2:]
+        A = ckpt["buffer"]["avail"].shape[-1]
+        nets, opts = build_networks(N, O, A)
         try:
             for k, net in nets.items():
                 net.load_state_dict(ckpt["nets"][k])
@@ -802,13 +911,34 @@ if __name__ == "__main__":
                 opt.load_state_dict(ckpt["opts"][k])
         except (RuntimeError, KeyError, ValueError) as e:
             fail(f"checkpoint {args.checkpoint} does not fit these sizes: {str(e).splitlines()[0]}")
-        if buf["obs"].shape[0] != ckpt["buffer"]["obs"].shape[0]:
+        if not args.eval_only and args.num_envs != ckpt["buffer"]["obs"].shape[0]:
             fail(f"checkpoint was written with --num-envs {ckpt['buffer']['obs'].shape[0]}")
+    try:
+        envs = None if args.eval_only else games.make_starcraft(args.map, args.num_envs, args.seed, args.backend)
+        eval_envs = games.make_starcraft(args.map, args.num_envs, args.seed + 10_000, args.backend)
+    except (ValueError, RuntimeError, ImportError) as e:
+        if not args.eval_only and ckpt is None:  # a new run that cannot start leaves nothing behind
+            os.rmdir(os.path.join("runs", run_name))
+            if created_runs:
+                os.rmdir("runs")
+        fail(str(e))
+    variant = (f"MAG (L={L}, H={H}{', global argmin' if args.mag_global_argmin else ''})" if args.mag
+               else "MAMBA (--no-mag)")
+    print(f"StarCraft backend: {eval_envs.backend}; map {args.map}; {variant}", flush=True)
+    if ckpt is None:
+        N, A, O = eval_envs.n_agents, eval_envs.n_actions, eval_envs.obs_dim
+        nets, opts = build_networks(N, O, A)
+    wm, rm, actor, critic = nets["world_model"], nets["rm"], nets["actor"], nets["critic"]
+    buf = make_buffer(args.num_envs, args.buffer_capacity, N, O, A)
+    state = dict(global_step=0, learner_steps=0, episodes=0, ent_coef=args.ent_coef, next_eval=0,
+                 next_checkpoint=args.checkpoint_interval, recent_wins=[], rng=np.random.default_rng(args.seed))
+    if ckpt is not None and not args.eval_only:
         for k, v in ckpt["buffer"].items():
             if v.ndim > 1:
                 buf[k][:, : v.shape[1]] = v[:, : buf[k].shape[1]]
             else:
                 buf[k][:] = v
+    if ckpt is not None:
         for k in ("global_step", "learner_steps", "episodes", "ent_coef", "next_eval", "next_checkpoint",
                   "recent_wins"):
             state[k] = ckpt[k]
@@ -817,26 +947,75 @@ if __name__ == "__main__":
         torch.set_rng_state(ckpt["rng"]["torch"])
         state["rng"].bit_generator.state = ckpt["rng"]["buffer_rng"]
     rng = state["rng"]
-    # the writer comes after every check of the checkpoint, so a refused resume writes nothing into its run
+
+    if args.eval_only:  # prints only: a second eval/win_rate point at the checkpoint's step would be a duplicate
+        if args.capture_video:
+            eval_envs.start_recording()
+        win_rate, ret, n_episodes = evaluate(wm, actor, eval_envs, args.eval_episodes, device)
+        print(eval_line(state["global_step"], win_rate, ret, n_episodes), flush=True)
+        if args.capture_video:
+            path = os.path.join(os.path.dirname(args.checkpoint), "videos", f"step_{state['global_step']}.gif")
+            try:
+                print(f"video: {eval_envs.save_replay(path)}")
+            except OSError as e:
+                fail(f"cannot write {path}: {e.strerror or e}")
+        eval_envs.close()
+        sys.exit(0)
+
+    if ckpt is not None:
+        print(f"resuming {run_name} at step {state['global_step']:,} ({state['learner_steps']:,} updates)", flush=True)
+    else:
+        print(f"run directory: runs/{run_name}", flush=True)
     if args.track:
         wandb.init(project=args.wandb_project_name, sync_tensorboard=True, config=vars(args), name=run_name,
                    save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}")
+    # A checkpoint at step S is written after everything logged at steps <= S (the loop evaluates, then saves, then
+    # steps), so a resumed run drops only what the interrupted process logged later (purge_step keeps steps below it).
+    writer = SummaryWriter(f"runs/{run_name}", purge_step=None if ckpt is None else state["global_step"] + 1)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" +
                     "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
-    if args.eval_only:
-        win_rate, ret = evaluate(wm, actor, eval_envs, args.eval_episodes, device)
-        writer.add_scalar("eval/win_rate", win_rate, state["global_step"])
-        writer.add_scalar("eval/episodic_return", ret, state["global_step"])
-        print(f"step {state['global_step']}: greedy win rate {win_rate:.3f}, return {ret:.2f} "
-              f"over {args.eval_episodes} episodes")
-        writer.close()
-        sys.exit(0)
+    lines = [(time.time(), state["global_step"])]  # (time, step) of the previous progress lines, the last one last
+    recent_wins, recent_returns = [], []  # training episodes finished since the previous progress line
+    evaluations = [0]  # in this session; --capture-video records evaluations 0, k, 2k, ... (k = --video-interval)
+
+    def progress(force=False):
+        """A progress line every PROGRESS_SECONDS (called after every env step and every update) and at the end."""
+        now, step = time.time(), state["global_step"]
+        if not force and now - lines[-1][0] < PROGRESS_SECONDS:
+            return
+        sps = (step - lines[-1][1]) / max(now - lines[-1][0], 1e-9)
+        # an interval spent in one long learner step has no env step and no rate of its own: the ETA then uses the
+        # rate since the last line at an earlier step
+        then, before = next(((t, s) for t, s in reversed(lines) if s < step), (now, step))
+        rate = (step - before) / max(now - then, 1e-9)
+        eta = (args.total_timesteps - step) / rate if rate > 0 else None
+        print(progress_line(step, args.total_timesteps, sps, state["learner_steps"], recent_wins, recent_returns,
+                            eta), flush=True)
+        writer.add_scalar("charts/SPS", sps, step)
+        lines[:] = [*lines[-9:], (now, step)]
+        recent_wins.clear()
+        recent_returns.clear()
+
+    def run_evaluation():
+        step = state["global_step"]
+        record = args.capture_video and evaluations[0] % args.video_interval == 0
+        if record:
+            eval_envs.start_recording()  # env 0's first evaluation episode
+        win_rate, ret, n_episodes = evaluate(wm, actor, eval_envs, args.eval_episodes, device)
+        if record:
+            eval_envs.save_replay(f"runs/{run_name}/videos/step_{step}.gif")
+        evaluations[0] += 1
+        writer.add_scalar("eval/win_rate", win_rate, step)
+        writer.add_scalar("eval/episodic_return", ret, step)
+        print(eval_line(step, win_rate, ret, n_episodes), flush=True)
+
+    MAG_DIAGNOSTICS = ("chosen_rm", "random_rm", "rm_label", "imagined_reward", "imagined_running")
 
     def learner_step():
         """Algorithm 1 lines 4-18, run after every finished real episode."""
         logs = {}
+        wm.train()  # dropout only while the world model learns (MAMBA)
         for _ in range(args.model_epochs):  # line 4
             total, losses = world_model_loss(wm, buffer_sample(buf, args.model_batch_size, args.seq_length,
                                                                rng, device), args.kl_balance, args.first_obs_loss)
@@ -846,6 +1025,7 @@ if __name__ == "__main__":
             opts["world_model"].step()
             for k, v in losses.items():
                 logs.setdefault(k, []).append(v.item())
+            progress()
         wm.eval()  # no dropout while labelling and imagining (as the authors)
         if args.mag:
             for _ in range(args.rm_epochs):  # line 5
@@ -856,6 +1036,7 @@ if __name__ == "__main__":
                 nn.utils.clip_grad_norm_(rm.parameters(), args.grad_clip)
                 opts["rm"].step()
                 logs.setdefault("rm", []).append(loss.item()), logs.setdefault("rm_label", []).append(label.item())
+                progress()
         for _ in range(args.agent_epochs):
             batch = buffer_sample(buf, args.imag_batch_size, args.seq_length, rng, device)
             with torch.no_grad():
@@ -866,11 +1047,12 @@ if __name__ == "__main__":
                                                   state["ent_coef"], rng)
             for k, v in {**stats, **diag}.items():
                 logs.setdefault(k, []).append(v)
-        wm.train()
+            progress()
+        wm.train(args.act_dropout)  # acting: eval mode (MAMBA) unless --act-dropout
         state["learner_steps"] += 1
         step = state["global_step"]
         for k, v in logs.items():
-            ns = "mag" if k in ("chosen_rm", "random_rm", "rm_label", "imagined_reward") else "losses"
+            ns = "mag" if k in MAG_DIAGNOSTICS else "losses"
             writer.add_scalar(f"{ns}/{k}", float(np.mean(v)), step)
         writer.add_scalar("charts/ent_coef", state["ent_coef"], step)
 
@@ -883,6 +1065,13 @@ if __name__ == "__main__":
     first = np.ones(args.num_envs, np.float32)  # the row after a reset (or a resume) starts an episode
     start_time, start_step = time.time(), state["global_step"]
     while state["global_step"] < args.total_timesteps:
+        if state["global_step"] >= state["next_eval"]:  # step 0 first: the untrained policy
+            run_evaluation()
+            state["next_eval"] = state["global_step"] + args.eval_interval
+        if args.save_model and state["global_step"] >= state["next_checkpoint"]:  # after the evaluation of its step
+            state["next_checkpoint"] = state["global_step"] + args.checkpoint_interval
+            save_checkpoint(f"runs/{run_name}/checkpoint.pt", nets, opts, buf, state, args, run_name)
+
         action = act(wm, actor, h, z, avail, greedy=False)  # line 3
         a = action.cpu().numpy()
         next_obs, _, next_avail, reward, done, info = envs.step(a)
@@ -891,9 +1080,11 @@ if __name__ == "__main__":
         for e in range(args.num_envs):
             buffer_add(buf, e, obs=obs_np[e], avail=avail_np[e], action=a[e], reward=reward[e],
                        done=float(terminal[e]), first=first[e], fake=0.0)
-            if terminal[e]:  # the absorbing row: the model learns r and done of the last step from it
+            for j in range(args.absorbing_rows if terminal[e] else 0):  # the model learns r and done of the last
+                # step from the first absorbing row, and the transition out of it from the second (MAMBA's two)
+                out = rng.integers(0, A, N) if j == 0 and args.absorbing_rows > 1 else np.zeros(N, np.int64)
                 buffer_add(buf, e, obs=np.zeros((N, O), np.float32), avail=np.zeros((N, A), np.float32),
-                           action=np.zeros(N, np.int64), reward=0.0, done=1.0, first=0.0, fake=1.0)
+                           action=out, reward=0.0, done=1.0, first=0.0, fake=1.0)
         first = done.astype(np.float32)
         obs_np, avail_np = next_obs, next_avail
         obs, avail = torch.as_tensor(obs_np, device=device), torch.as_tensor(avail_np, device=device)
@@ -902,28 +1093,24 @@ if __name__ == "__main__":
         for e in np.flatnonzero(done):
             state["episodes"] += 1
             state["recent_wins"] = (state["recent_wins"] + [float(info["won"][e])])[-20:]
+            recent_wins.append(float(info["won"][e]))
+            recent_returns.append(float(info["episode_return"][e]))
             writer.add_scalar("charts/episodic_return", info["episode_return"][e], state["global_step"])
             writer.add_scalar("charts/episodic_length", info["episode_length"][e], state["global_step"])
             writer.add_scalar("charts/win_rate", np.mean(state["recent_wins"]), state["global_step"])
             if buf["size"].sum() >= args.min_buffer_size:
                 learner_step()
-        if done.any():
-            sps = int((state["global_step"] - start_step) / (time.time() - start_time))
-            writer.add_scalar("charts/SPS", sps, state["global_step"])
-            print(f"step {state['global_step']} episodes {state['episodes']} learner steps "
-                  f"{state['learner_steps']} running win rate {np.mean(state['recent_wins']):.2f} SPS {sps}")
+        progress()
 
-        last = state["global_step"] >= args.total_timesteps
-        if state["global_step"] >= state["next_eval"] or last:
-            win_rate, ret = evaluate(wm, actor, eval_envs, args.eval_episodes, device)
-            writer.add_scalar("eval/win_rate", win_rate, state["global_step"])
-            writer.add_scalar("eval/episodic_return", ret, state["global_step"])
-            print(f"step {state['global_step']}: greedy win rate {win_rate:.3f}, return {ret:.2f}")
-            state["next_eval"] = state["global_step"] + args.eval_interval
-        if args.save_model and (state["global_step"] >= state["next_checkpoint"] or last):
-            state["next_checkpoint"] = state["global_step"] + args.checkpoint_interval
-            save_checkpoint(f"runs/{run_name}/checkpoint.pt", nets, opts, buf, state, args, run_name)
-
+    progress(force=True)
+    run_evaluation()
+    state["next_eval"] = state["global_step"] + args.eval_interval  # both just done
+    state["next_checkpoint"] = state["global_step"] + args.checkpoint_interval
+    if args.save_model:
+        save_checkpoint(f"runs/{run_name}/checkpoint.pt", nets, opts, buf, state, args, run_name)
+        print(f"checkpoint: runs/{run_name}/checkpoint.pt")
+    print(f"done: {state['global_step']:,} env steps, {state['learner_steps']:,} updates, "
+          f"{time.time() - start_time:.0f} s", flush=True)
     envs.close()
     eval_envs.close()
     writer.close()

@@ -5,6 +5,8 @@ smoke runs: MAG trains the model, R̂_m and the policy, evaluates, checkpoints a
 trains without R̂_m; --eval-only reads a checkpoint."""
 import dataclasses
 import glob
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -354,6 +356,11 @@ def cli_error(monkeypatch, capsys, argv):
     (["--preset", "gpu"], "unknown preset 'gpu'"),
     (["--eval-only"], "--eval-only needs --checkpoint"),
     (["--hidden", "30"], "divisible by --attn-heads"),
+    (["--model-lr", "nan"], "--model-lr must be a finite number, got nan"),
+    (["--kl-balance", "inf"], "--kl-balance must be a finite number, got inf"),
+    (["--actor-lr", "0"], "--actor-lr must be > 0"),
+    (["--absorbing-rows", "3"], "--absorbing-rows must be 1 or 2"),
+    (["--video-interval", "0"], "--video-interval must be >= 1"),
 ])
 def test_bad_input_one_line_exit_2(monkeypatch, capsys, argv, needle):
     if needle is None:
@@ -372,7 +379,8 @@ def test_foreign_checkpoint_rejected(tmp_path, monkeypatch, capsys):
     lines = cli_error(monkeypatch, capsys, ["--checkpoint", str(tmp_path / "other.pt")])
     assert lines == [f"error: {tmp_path / 'other.pt'} is not a mag.py checkpoint"]
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    assert cli_error(monkeypatch, capsys, ["--checkpoint", str(tmp_path / "junk.pt")])[0].startswith("error: cannot read")
+    assert cli_error(monkeypatch, capsys, ["--checkpoint", str(tmp_path / "junk.pt")]) == [
+        f"error: checkpoint {tmp_path / 'junk.pt'} is truncated or not a torch file"]
 
 
 def test_cpu_preset_sets_defaults_that_flags_override(monkeypatch):
@@ -384,43 +392,123 @@ def test_cpu_preset_sets_defaults_that_flags_override(monkeypatch):
     assert args.hidden == 256 and args.n_categoricals == 32 and args.model_epochs == 60  # the paper's
 
 
+def test_console_lines_are_the_shared_format():
+    line = mag.progress_line(12_345, 50_000, 13.24, 3_086, [0.0, 0.62], [12.0, 12.8], 2856.4)
+    assert line == ("step 12,345/50,000 (25%) | 13.2 env steps/s | 3,086 updates | train win rate 0.31, return 12.40 "
+                    "| ETA 0:47:36")
+    assert PROGRESS.fullmatch(line)
+    assert mag.progress_line(8, 50_000, 0.0, 0, [], [], None) == (
+        "step 8/50,000 (0%) | 0.0 env steps/s | 0 updates | train win rate n/a, return n/a | ETA n/a")
+    assert mag.hms(3 * 86_400 + 61) == "72:01:01"
+    assert mag.eval_line(12_345, 0.40625, 15.2149, 32) == (
+        "eval at step 12,345: win rate 0.406, return 15.21 (32 episodes, greedy)")
+
+
+def test_run_directory_is_unique_and_checked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert mag.make_run_dir("3m__mag__1__7", resume=False) == ("3m__mag__1__7", True)
+    assert mag.make_run_dir("3m__mag__1__7", resume=False) == ("3m__mag__1__7_2", False)  # same second: its own
+    assert mag.make_run_dir("3m__mag__1__7", resume=True) == ("3m__mag__1__7", False)  # a resume reuses its own
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["3m__mag__1__7", "3m__mag__1__7_2"]
+    (tmp_path / "runs").rename(tmp_path / "old")
+    (tmp_path / "runs").write_text("a file")
+    with pytest.raises(SystemExit) as e:
+        mag.make_run_dir("x", resume=False)
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "error: cannot write run directory runs/x: Not a directory\n"
+
+
+def test_unwritable_runs_is_one_line_before_any_environment(tmp_path):
+    (tmp_path / "runs").write_text("a file")
+    out = run(["--map", "3m"], tmp_path)
+    assert out.returncode == 2 and out.stdout == ""  # no backend line: no environment was built
+    assert out.stderr == "error: cannot write run directory runs/" + out.stderr.split("runs/")[1]
+    assert out.stderr.count("\n") == 1 and out.stderr.endswith(": Not a directory\n")
+
+
 # ---------------------------------------------------------------- end to end
 TINY = ["--preset", "cpu", "--map", "3m", "--num-envs", "8", "--hidden", "16", "--deter", "16",
         "--n-categoricals", "4", "--n-classes", "4", "--attn-heads", "2", "--rm-hidden", "16",
         "--model-epochs", "2", "--rm-epochs", "2", "--model-batch-size", "4", "--seq-length", "6",
         "--imag-batch-size", "2", "--horizon", "3", "--mag-l", "2", "--mag-h", "2", "--ppo-epochs", "1",
         "--min-buffer-size", "64", "--eval-episodes", "8", "--eval-interval", "100000", "--seed", "3"]
+PROGRESS = re.compile(r"step [\d,]+/[\d,]+ \(\d+%\) \| \d+\.\d env steps/s \| [\d,]+ updates \| "
+                      r"train win rate (\d\.\d\d, return -?\d+\.\d\d|n/a, return n/a) \| ETA (\d+:\d\d:\d\d|n/a)")
+EVAL = re.compile(r"eval at step ([\d,]+): win rate \d\.\d{3}, return -?\d+\.\d\d \(8 episodes, greedy\)")
 
 
 def scalars(run_dir):
-    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # purge_orphaned_data=True: TensorBoard's view
     ea.Reload()
     return {t: [e.step for e in ea.Scalars(t)] for t in ea.Tags()["scalars"]}
 
 
-def test_smoke_train_evaluate_checkpoint_resume(tmp_path):
+def evals(stdout):
+    return [m[1] for m in map(EVAL.fullmatch, stdout.splitlines()) if m]
+
+
+def test_smoke_train_evaluate_checkpoint_resume_purge_video(tmp_path, monkeypatch, capsys):
+    """A run to 240 (no --capture-video: no videos/), a resume to 400 with --capture-video, then a second resume from
+    a copy of the checkpoint at 240, as if the first resume had died before its checkpoint: TensorBoard (purge_step)
+    must show every step once. Also the console lines, a truncated checkpoint and a finished run."""
+    from PIL import Image
+
     out = run([*TINY, "--total-timesteps", "240", "--exp-name", "smoke"], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "StarCraft backend: smax" in out.stdout and "MAG (L=2, H=2)" in out.stdout
-    (run_dir,) = glob.glob(str(tmp_path / "runs" / "3m__smoke__3__*"))
+    lines = out.stdout.splitlines()
+    assert "StarCraft backend: smax" in lines[0] and "MAG (L=2, H=2)" in lines[0]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("3m__smoke__3__") and f"run directory: runs/{run_dir.name}" in lines
+    assert evals(out.stdout) == ["0", "240"]  # before any training, and at the end
+    progress = [line for line in lines if PROGRESS.fullmatch(line)]
+    assert progress and progress[-1].startswith("step 240/240 (100%)") and progress[-1].endswith(" 0:00:00")
+    assert not (run_dir / "videos").exists()
     tags = scalars(run_dir)
     for name in ("model_kl", "reconstruction", "reward", "pcont", "rm", "actor", "critic", "entropy"):
         assert tags.get(f"losses/{name}"), f"losses/{name} missing: no update happened"
-    assert tags.get("mag/chosen_rm") and tags.get("charts/win_rate") and tags.get("charts/SPS")
-    assert len(tags["eval/win_rate"]) == 2  # at the first step and at the end
-    ckpt = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False)
+    assert tags.get("mag/chosen_rm") and tags.get("mag/imagined_running") and tags.get("charts/win_rate")
+    assert tags.get("charts/SPS")
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
     assert ckpt["script"] == "mag" and ckpt["map"] == "3m" and ckpt["global_step"] == 240
     assert ckpt["learner_steps"] >= 1 and ckpt["args"]["hidden"] == 16
-    first_steps = ckpt["global_step"]
+    assert ckpt["next_eval"] > 240 and ckpt["next_checkpoint"] > 240
+    assert (ckpt["buffer"]["fake"].sum(1) % 2 == 0).all()  # absorbing rows come in pairs (MAMBA's two)
+
+    at_240 = tmp_path / "at_240.pt"
+    shutil.copy(ckpt_path, at_240)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(ckpt_path.read_bytes()[: ckpt_path.stat().st_size // 2])
+    assert cli_error(monkeypatch, capsys, ["--checkpoint", str(truncated)]) == [
+        f"error: checkpoint {truncated} is truncated or not a torch file"]
 
     # resume: the saved settings come back (no size flags given), the step counter continues
-    out = run(["--checkpoint", str(Path(run_dir) / "checkpoint.pt"), "--total-timesteps", "400"], tmp_path)
+    out = run(["--checkpoint", str(ckpt_path), "--total-timesteps", "400", "--capture-video"], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    ckpt2 = torch.load(Path(run_dir) / "checkpoint.pt", weights_only=False)
+    assert f"resuming {run_dir.name} at step 240 ({ckpt['learner_steps']} updates)" in out.stdout.splitlines()
+    assert evals(out.stdout) == ["400"]
+    ckpt2 = torch.load(ckpt_path, weights_only=False)
     assert ckpt2["global_step"] == 400 and ckpt2["episodes"] > ckpt["episodes"]
-    assert ckpt2["learner_steps"] >= ckpt["learner_steps"]
-    assert len(glob.glob(run_dir + "/events*")) == 2  # the same run directory
-    assert max(scalars(run_dir)["losses/model_kl"]) > first_steps  # training went on after the resume
+    assert ckpt2["learner_steps"] > ckpt["learner_steps"]
+    assert sorted(p.name for p in (run_dir / "videos").iterdir()) == ["step_400.gif"]
+    with Image.open(run_dir / "videos" / "step_400.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames > 1
+
+    out = run(["--checkpoint", str(ckpt_path)], tmp_path)  # finished: another final evaluation would log 400 twice
+    assert out.returncode == 0 and out.stdout.startswith("nothing to do: "), out.stdout + out.stderr[-2000:]
+    out = run(["--checkpoint", str(at_240), "--total-timesteps", "400"], tmp_path)  # the same run dir, from 240 again
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "runs").iterdir())) == 1 and len(list(run_dir.glob("events*"))) == 3
+    tags = scalars(run_dir)  # the first resume's steps > 240 are dropped
+    assert tags["eval/win_rate"] == [0, 240, 400]
+    for tag in ("losses/model_kl", "charts/episodic_return", "mag/chosen_rm"):
+        steps = tags[tag]
+        assert steps == sorted(steps) and max(steps) > 240, tag  # in order, no step of the dead resume kept
+    ckpt3 = torch.load(ckpt_path, weights_only=False)
+    kl_steps = np.array(tags["losses/model_kl"])  # one point per learner step, each once
+    assert (kl_steps <= 240).sum() == ckpt["learner_steps"]
+    assert (kl_steps > 240).sum() == ckpt3["learner_steps"] - ckpt["learner_steps"] > 0
+    assert sorted(p.name for p in (run_dir / "videos").iterdir()) == ["step_400.gif"]  # the copy: no --capture-video
 
 
 def test_no_mag_baseline_trains_without_rm_and_eval_only_reads_its_checkpoint(tmp_path):
@@ -435,14 +523,17 @@ def test_no_mag_baseline_trains_without_rm_and_eval_only_reads_its_checkpoint(tm
     ckpt = Path(run_dir) / "checkpoint.pt"
     assert torch.load(ckpt, weights_only=False)["args"]["mag"] is False
 
-    out = run(["--checkpoint", str(ckpt), "--eval-only", "--eval-episodes", "8"], tmp_path)
+    events = sorted(glob.glob(run_dir + "/events*"))
+    out = run(["--checkpoint", str(ckpt), "--eval-only", "--eval-episodes", "8", "--capture-video"], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "step 240: greedy win rate" in out.stdout and "over 8 episodes" in out.stdout
+    assert evals(out.stdout) == ["240"], out.stdout
+    assert out.stdout.splitlines()[-1] == f"video: {Path(run_dir) / 'videos' / 'step_240.gif'}"
     assert torch.load(ckpt, weights_only=False)["global_step"] == 240  # evaluation does not train or save
+    assert sorted(glob.glob(run_dir + "/events*")) == events  # nor log a second point at step 240
 
     # a resume with other network sizes is refused in one line, and nothing is added to the run directory
-    events = sorted(glob.glob(run_dir + "/events*"))
-    out = run(["--checkpoint", str(ckpt), "--hidden", "32", "--horizon", "1"], tmp_path)  # --horizon 1 < H: fine here
+    out = run(["--checkpoint", str(ckpt), "--hidden", "32", "--horizon", "1",  # --horizon 1 < H: fine for --no-mag
+               "--total-timesteps", "400"], tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("error: checkpoint") and "sizes" in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1 and sorted(glob.glob(run_dir + "/events*")) == events
 
