@@ -386,12 +386,16 @@ class MAZeroNet(nn.Module):
         e = e(s, a); s^i_{t,k+1} = s^i_{t,k} + g(s^i_{t,k}, a^i, e^i) (residual, Appendix B.1); r_{t,k} = R(s_{t,k}, a)
         (with --reward-from-next-state R(s_{t,k+1}, a), as the authors' code)."""
         a = F.one_hot(a, self.A).float()  # [B, n, A]
+        reward = lambda state: self.reward(torch.cat([state, a], -1).flatten(1))  # noqa: E731
+        if not self.reward_from_next_state:  # before the dynamics, as before the flag: same autograd order, same bits
+            r_logits = reward(s)
         if self.flattened:
             s_next = s + self.dynamics(torch.cat([s, a], -1).flatten(1)).view_as(s)
         else:
             e = self.comm(s, a) if self.communication else torch.zeros_like(s)
             s_next = s + self.dynamics(torch.cat([s, a, e], -1))
-        r_logits = self.reward(torch.cat([s_next if self.reward_from_next_state else s, a], -1).flatten(1))
+        if self.reward_from_next_state:
+            r_logits = reward(s_next)
         return (s_next, r_logits, *self.predict(s_next))
 
     def project(self, s, with_predictor):
