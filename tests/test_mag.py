@@ -383,6 +383,43 @@ def test_foreign_checkpoint_rejected(tmp_path, monkeypatch, capsys):
         f"error: checkpoint {tmp_path / 'junk.pt'} is truncated or not a torch file"]
 
 
+def test_checkpoint_from_before_the_faithfulness_flags_resumes_with_the_earlier_forms(tmp_path, monkeypatch):
+    saved = {k: v for k, v in dataclasses.asdict(mag.Args()).items() if k not in mag.LEGACY_ARGS}
+    torch.save({"script": "mag", "map": "3m", "args": saved}, tmp_path / "old.pt")
+    monkeypatch.setattr(sys, "argv", ["mag.py", "--checkpoint", str(tmp_path / "old.pt"), "--first-obs-loss"])
+    args, _ = mag.parse_args()
+    assert (args.mag_living_mean, args.absorbing_rows, args.act_dropout) == (False, 1, True)  # as it ran
+    assert args.first_obs_loss  # a flag given on the command line still wins
+    monkeypatch.setattr(sys, "argv", ["mag.py"])
+    args, _ = mag.parse_args()
+    assert (args.mag_living_mean, args.first_obs_loss, args.absorbing_rows, args.act_dropout) == (True, True, 2, False)
+
+
+class TwoStepEnv:
+    """Every episode lasts two steps and is won; 2 envs, 2 agents, 3 actions, observations of 5 numbers."""
+    num_envs, n_agents, n_actions, obs_dim = 2, 2, 3, 5
+
+    def reset(self):
+        self.t = 0
+        return np.ones((2, 2, 5), np.float32), None, np.ones((2, 2, 3), np.float32)
+
+    def step(self, actions):
+        self.t += 1
+        done = np.full(2, self.t % 2 == 0)
+        info = dict(won=done.copy(), episode_return=np.where(done, 20.0, 0.0))
+        return np.ones((2, 2, 5), np.float32), None, np.ones((2, 2, 3), np.float32), np.zeros(2), done, info
+
+
+@pytest.mark.parametrize("mode", [True, False])
+def test_evaluate_runs_the_model_in_eval_mode_and_leaves_its_mode_alone(mode):
+    wm = mag.WorldModel(2, 5, 3, tiny_args()).train(mode)
+    seen = []
+    wm.attention.register_forward_hook(lambda module, inp, out: seen.append(module.training))
+    win, ret, episodes = mag.evaluate(wm, mag.Actor(wm.feat_dim, 16, 3), TwoStepEnv(), 4, "cpu")
+    assert (win, ret, episodes) == (1.0, 20.0, 4) and seen and not any(seen)  # dropout off while acting
+    assert wm.training is mode  # as before the evaluation (acting in training comes after it)
+
+
 def test_cpu_preset_sets_defaults_that_flags_override(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["mag.py", "--preset", "cpu", "--hidden", "32"])
     args, _ = mag.parse_args()
