@@ -574,34 +574,3 @@ def test_help_names_the_maps_and_says_authors_code_and_paper(monkeypatch, capsys
     text = " ".join(out.split())
     assert all(m in text for m in ("games.SMAC_MAPS", "games.SMAX_MAPS", "3m,", "2s3z,", "corridor,", "MMM2,")), text
     assert not re.search(r"\(C[:;, )]|\(P[:;, )]|\bC:|\bP:|; C\b|; P\b", out), out  # "authors' code", "paper"
-
-
-def test_curves_keep_the_resumed_trajectory(tmp_path):
-    """benchmarks/mazero_curves.py on a run interrupted twice: A logs up to step 100 and B resumes from A's checkpoint
-    at 60; B stops right after its checkpoint at 120 and C resumes from there. The rows must be the final trajectory
-    (A's evaluation at 100 is dropped) with the gaps between sessions left out of the time."""
-    import importlib.util
-
-    from torch.utils.tensorboard import SummaryWriter
-
-    path = Path(SCRIPT).parent / "benchmarks" / "mazero_curves.py"
-    spec = importlib.util.spec_from_file_location("mazero_curves", path)
-    curves = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(curves)
-    sessions = [(1000, 0, 100, {0: 0.0, 50: 0.1, 100: 0.2}), (2000, 60, 120, {60: 0.3, 100: 0.4}),
-                (3000, 120, 200, {150: 0.5, 200: 0.6})]  # (wall time, first step, last step, evaluations)
-    for i, (t0, first, last, evals) in enumerate(sessions):
-        w = SummaryWriter(str(tmp_path), filename_suffix=f".{i}")
-        for step in range(first, last + 1, 10):
-            if step > first:  # logged after each vectorised env step of 10 env steps; the loop runs at 1 SPS
-                w.add_scalar("charts/updates", step + i, step, walltime=t0 + step - first)
-                w.add_scalar("charts/SPS", 1.0, step, walltime=t0 + step - first)
-            if step in evals:
-                w.add_scalar("eval/win_rate", evals[step], step, walltime=t0 + step - first + 0.5)
-                w.add_scalar("eval/episodic_return", 20 * evals[step], step, walltime=t0 + step - first + 0.5)
-        w.close()
-    rows = curves.load(tmp_path)
-    assert [r[0] for r in rows] == [0, 50, 60, 100, 150, 200]
-    assert [r[1] for r in rows] == pytest.approx([0.0, 0.1, 0.3, 0.4, 0.5, 0.6])
-    assert [r[3] for r in rows] == [0, 50, 60, 101, 152, 202]  # updates: A's up to 60, then B's, then C's
-    assert [r[4] for r in rows] == pytest.approx([0, 50, 60, 100, 150, 200])
