@@ -44,7 +44,8 @@ SMAX versus SMAC (what this adapter changes, and what it cannot)
   x, y, cooldown, type bits). SMAC's has move-availability bits, distances and shields instead,
   and no enemy last actions or cooldowns; sizes differ (3m: 75 here, 30 in SMAC).
 - State: per unit (allies then enemies) health fraction, position centred and scaled to [-1, 1],
-  weapon cooldown as a fraction of the unit's full cooldown, 6 type bits (zeros when dead), then
+  weapon cooldown as a fraction of the unit's full cooldown clipped to [0, 1] (SMAX lets an idle
+  weapon's cooldown run below zero), 6 type bits (zeros when dead), then
   the allies' last actions one-hot (SMAC's `state_last_action`). SMAX's own world state is not
   normalised; this one is. Sizes differ from SMAC's (3m: 87 here, 48 in SMAC).
 - The enemy is SMAX's scripted heuristic (attack the closest unit), not SC2's AI at difficulty 7;
@@ -409,7 +410,9 @@ class SMAXStarCraft:
             feats = jnp.concatenate([
                 (u.unit_health / max_hp[types])[:, None],
                 (u.unit_positions - width / 2) / (width / 2),
-                (u.unit_weapon_cooldowns / max_cd[types])[:, None],
+                # SMAX counts an idle weapon's cooldown on below zero (-0.5 s per step): clipped, as
+                # SMAX's own observation does, or an idle unit's feature would drift to -10 and beyond
+                jnp.clip(u.unit_weapon_cooldowns / max_cd[types], 0.0, 1.0)[:, None],
                 jax.nn.one_hot(types, 6)], axis=1) * u.unit_alive[:, None]  # [N+M, 10]
             state = jnp.concatenate([feats.reshape(-1), jax.nn.one_hot(last_action, A).reshape(-1)])
             return jnp.concatenate([obs.reshape(-1), state, avail.reshape(-1)])

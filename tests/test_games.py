@@ -231,6 +231,17 @@ def test_smac_episode_limit_is_sensible(map_name):
     assert 0.1 * limit <= np.median(length) <= 0.75 * limit, (map_name, np.median(length))
 
 
+def test_state_cooldown_stays_in_0_1_while_idle():
+    """SMAX counts an idle weapon's cooldown on below zero; the state's fraction is clipped to [0, 1]
+    (before, 30 idle steps on 3m gave -12)."""
+    env = games.make_starcraft("3m", num_envs=2, seed=0, backend="smax", episode_limit=5)  # replay tests' jit
+    obs, state, avail = env.reset()
+    for t in range(3):
+        obs, state, avail, *_ = env.step(np.ones((2, 3), np.int64))  # everyone stops
+    cd = state[:, :60].reshape(2, 6, 10)[..., 3]
+    assert (cd == 0).all()  # nobody fired: SMAX's own value is -1.5 s here
+
+
 def test_episode_limit_override_marks_timeouts():
     env = games.make_starcraft("3m", num_envs=2, seed=0, backend="smax", episode_limit=4)
     assert env.episode_limit == 4
@@ -345,7 +356,7 @@ def test_replay_shows_the_played_episode_including_its_last_step(env3m, monkeypa
         np.testing.assert_allclose(units[:, 1:3], (pos - half) / half * alive[:, None], atol=1e-4)
         np.testing.assert_allclose(units[:, 0], hp / max_hp * alive, atol=1e-4)
         # the weapon cooldowns carry SMAX's per-shot random deviation: a wrong step key shows here
-        np.testing.assert_allclose(units[:, 3], cd / max_cd * alive, atol=1e-4)
+        np.testing.assert_allclose(units[:, 3], np.clip(cd / max_cd, 0, 1) * alive, atol=1e-4)
     last = np.asarray(steps[-1].unit_alive[-1])
     assert not last[3:].any() and last[:3].any()  # the killing blow is in the replay
 
