@@ -5,17 +5,26 @@ predictions against plain one-step model samples (MAMBA), with ONE trained model
 
 1. Load a mag.py checkpoint (world model, R̂_m, actor) and play `--episodes` fresh real episodes with its
    stochastic policy (the data the model would be trained on next), recording o, a, r.
-2. Every start t0 of every episode with t0 + K steps left before the end: filter the real history up to t0
-   with the posterior (as training does), then roll the model forward K steps OPEN LOOP (no posterior
-   after t0) with the RECORDED actions a_t0..a_t0+K-1, `--samples` times per start:
+2. Every start t0 of every episode that has at least one transition with a real next observation after it
+   (t0 <= T-2 for an episode of T steps; the last step's next observation is the end), short episodes
+   included: filter the real history up to t0 with the posterior (as training does), then roll the model
+   forward K steps OPEN LOOP (no posterior after t0) with the RECORDED actions, `--samples` times per start:
    - MAMBA (--no-mag): each next latent is one sample of the prior;
-   - MAG: each next latent is plan_to_predict's choice (L rollouts of H steps against the current policy,
-     least summed R̂_m; per start state, or with --global-argmin the released code's batch argmin).
-3. True model error at imagined step k (the quantity Sec. 3.3 defines and R̂_m is trained on):
-   e_k = Σ_i ||ô^i_{t0+k} - o^i_{t0+k}||_2 + Σ_i |R̂^i_{t0+k-1} - r_{t0+k-1}|, with (ô, R̂) decoded from
-   the imagined latent and (o, r) the real ones. Accumulated error E_k = Σ_{j<=k} e_j.
+   - MAG: each next latent is plan_to_predict's choice (L rollouts of H steps against the current policy;
+     the checkpoint's own score, --mag-living-mean or the paper's sum, unless --planner says otherwise;
+     per start state, or with --global-argmin the authors' code's batch argmin).
+   Imagined step k of a start is scored if the episode has a real observation t0 + k (t0 + k <= T-1); at
+   step k the means run over the starts with at least k scored steps (`n_starts` in the CSV), so the last
+   transitions of every episode, where allies die, count. `--full-windows`: only starts with all K steps
+   scored (this script's earlier t0 <= T-1-K, a fixed population).
+3. True model error at imagined step k, the label R̂_m is trained on (mag.rm_loss, --mag-living-mean):
+   e_k = Σ_{i alive in o_{t0+k-1}} ||ô^i_{t0+k} - o^i_{t0+k}||_2 + |R̂^i_{t0+k-1} - r_{t0+k-1}|, with (ô, R̂)
+   decoded from the imagined latent and (o, r) the real ones. A dead agent's all-zero observation is not
+   counted (`--label all`: every agent, the paper's sum, in which dead agents add almost nothing).
+   Accumulated error E_k = Σ_{j<=k} e_j.
 4. The paper's own proxy, for comparison: free rollouts where the policy also picks the actions, error
-   measured by R̂_m (Σ_i R̂_m(s^i_k)), from the same starts. MAG minimises exactly this quantity, so the
+   measured by R̂_m: per step N times the mean of R̂_m(s^i_k) weighted by the model's P(i alive in s_{k-1})
+   and P(no end up to s_k) (`--label all`: Σ_i R̂_m(s^i_k)). MAG minimises this kind of quantity, so the
    proxy favours it by construction; the true error above does not.
 Writes <out>.csv and <out>.png (difference MAMBA - MAG, as Figure 3, with ±2 standard errors; the starts of
 one episode overlap, so the standard error treats each episode as a cluster).
@@ -40,7 +49,8 @@ import mag  # noqa: E402
 
 
 def collect(wm, actor, env, n_episodes):
-    """Whole episodes of the stochastic policy: lists of obs [T, N, O], actions [T, N], rewards [T]."""
+    """Whole episodes of the stochastic policy: lists of obs [T, N, O], actions [T, N], rewards [T] and legal
+    actions [T, N, A]."""
     episodes, rows = [], [[] for _ in range(env.num_envs)]
     obs_np, _, avail_np = env.reset()
     obs, avail = torch.as_tensor(obs_np), torch.as_tensor(avail_np)
@@ -51,10 +61,9 @@ def collect(wm, actor, env, n_episodes):
         action = mag.act(wm, actor, h, z, avail, greedy=False)
         next_obs, _, next_avail, reward, done, _ = env.step(action.numpy())
         for e in range(env.num_envs):
-            rows[e].append((obs_np[e], action[e].numpy(), reward[e]))
+            rows[e].append((obs_np[e], action[e].numpy(), reward[e], avail_np[e]))
             if done[e]:
-                o, a, r = (np.stack(x) for x in zip(*rows[e]))
-                episodes.append((o, a, r))
+                episodes.append(tuple(np.stack(x) for x in zip(*rows[e])))
                 rows[e] = []
         obs_np, avail_np = next_obs, next_avail
         obs, avail = torch.as_tensor(obs_np), torch.as_tensor(avail_np)
@@ -62,25 +71,31 @@ def collect(wm, actor, env, n_episodes):
     return episodes[:n_episodes]
 
 
-def start_states(wm, episodes, K, stride):
-    """Posterior states at every start t0 (stride apart) with K real steps after it, plus the real
-    actions, next observations and rewards of those K steps."""
-    T = max(len(r) for _, _, r in episodes)
+def start_states(wm, episodes, K, stride, full_windows=False):
+    """Posterior states at every start t0 (stride apart) with at least one real next observation after it
+    (with all K of them if full_windows), the real actions, next observations and rewards of the K steps
+    (zeros past the end), and which of the K steps are scored ([S, K], 1 while t0 + k <= T-1)."""
+    T = max(len(r) for _, _, r, _ in episodes)
     N, O = episodes[0][0].shape[1:]
-    obs = np.zeros((T, len(episodes), N, O), np.float32)
-    act = np.zeros((T, len(episodes), N), np.int64)
-    rew = np.zeros((T, len(episodes)), np.float32)
-    for b, (o, a, r) in enumerate(episodes):
-        obs[: len(r), b], act[: len(r), b], rew[: len(r), b] = o, a, r
-    batch = dict(obs=torch.as_tensor(obs), action_onehot=F.one_hot(torch.as_tensor(act), wm.n_actions).float(),
+    obs = np.zeros((T + K, len(episodes), N, O), np.float32)  # padded so every window of K steps exists
+    act = np.zeros((T + K, len(episodes), N), np.int64)
+    rew = np.zeros((T + K, len(episodes)), np.float32)
+    avail = np.zeros((T + K, len(episodes), N, wm.n_actions), np.float32)
+    for b, (o, a, r, av) in enumerate(episodes):
+        obs[: len(r), b], act[: len(r), b], rew[: len(r), b], avail[: len(r), b] = o, a, r, av
+    batch = dict(obs=torch.as_tensor(obs[:T]), action_onehot=F.one_hot(torch.as_tensor(act[:T]), wm.n_actions).float(),
                  first=torch.zeros(T, len(episodes)))
     with torch.no_grad():
         h, z, _, _ = mag.observe(wm, batch)  # [T, B, N, ...]: the filter over each whole episode
-    idx = [(t0, b) for b, (_, _, r) in enumerate(episodes) for t0 in range(0, len(r) - K, stride)]
+    last = (lambda n: n - 1 - K) if full_windows else (lambda n: n - 2)  # the last start of an episode of n steps
+    idx = [(t0, b) for b, (_, _, r, _) in enumerate(episodes) for t0 in range(0, last(len(r)) + 1, stride)]
     t0, b = (torch.as_tensor(x) for x in zip(*idx))
     steps = t0[:, None] + torch.arange(K)  # [S, K]
+    length = torch.as_tensor([len(r) for _, _, r, _ in episodes])[b]  # [S]
+    obs_t = torch.as_tensor(obs)
     return dict(h=h[t0, b], z=z[t0, b], action=torch.as_tensor(act)[steps, b[:, None]],  # [S, K, N]
-                next_obs=torch.as_tensor(obs)[steps + 1, b[:, None]], reward=torch.as_tensor(rew)[steps, b[:, None]],
+                avail=torch.as_tensor(avail)[steps, b[:, None]], next_obs=obs_t[steps + 1, b[:, None]],
+                reward=torch.as_tensor(rew)[steps, b[:, None]], scored=(steps + 1 <= length[:, None] - 1).float(),
                 episode=b)
 
 
@@ -91,25 +106,40 @@ def clustered_se(d, cluster):
     return (sums.pow(2).sum().sqrt() / len(d)).item()
 
 
+def true_error(wm, feat, starts, k, living):
+    """e_k of every start [S]: the R̂_m label (mag.rm_loss) of imagined step k against the real transition,
+    summed over the agents alive in o_{t0+k-1} (living) or over all agents."""
+    err = mag.prediction_error(wm, feat, starts["next_obs"][:, k], starts["reward"][:, k], torch.ones(len(feat)))
+    if living:
+        err = err * mag.alive_in(starts["avail"][:, k])  # [S, N]
+    return err.sum(-1)
+
+
 @torch.no_grad()
-def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free):
+def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planner_living, living):
     """K open-loop model steps from every start. free=False: the recorded actions, returns the true
-    error e_k [S, K]; free=True: the policy's actions, returns Σ_i R̂_m [S, K]."""
+    error e_k [S, K]; free=True: the policy's actions, returns the R̂_m proxy [S, K]."""
     h, z, out = starts["h"], starts["z"], []
+    running = torch.ones(len(h))
     for k in range(K):
+        feat = wm.feat(h, z)
+        alive = mag.alive_in(torch.sigmoid(wm.avail(feat)))  # [S, N]: P(alive) in s_{k-1}
         if free:
-            a, _, _ = mag.policy_step(wm, actor, wm.feat(h, z))
+            a, _, _ = mag.policy_step(wm, actor, feat)
         else:
             a = starts["action"][:, k]
         h, prior = wm.transition(F.one_hot(a, wm.n_actions).float(), z, h)
-        z = mag.plan_to_predict(wm, actor, rm, h, prior, L, H, global_argmin)[0] if use_mag else mag.sample_onehot(prior)
+        z = (mag.plan_to_predict(wm, actor, rm, h, prior, L, H, global_argmin, alive, planner_living)[0] if use_mag
+             else mag.sample_onehot(prior))
         feat = wm.feat(h, z)
-        if free:
-            out.append(rm(feat).sum(-1))
+        if not free:
+            out.append(true_error(wm, feat, starts, k, living))
+        elif living:
+            running = running * torch.sigmoid(wm.pcont(feat).squeeze(-1)).mean(-1)
+            w = alive * running[:, None] + 1e-6  # [S, N]
+            out.append(feat.shape[-2] * (w * rm(feat)).sum(-1) / w.sum(-1))
         else:
-            err = mag.prediction_error(wm, feat, starts["next_obs"][:, k], starts["reward"][:, k],
-                                       torch.ones(len(h)))
-            out.append(err.sum(-1))
+            out.append(rm(feat).sum(-1))
     return torch.stack(out, 1)
 
 
@@ -120,6 +150,12 @@ def main():
     p.add_argument("--steps", type=int, default=None, help="K, imagined steps (default: the run's horizon)")
     p.add_argument("--samples", type=int, default=4, help="model rollouts per start state and variant")
     p.add_argument("--stride", type=int, default=2, help="distance between start states in an episode")
+    p.add_argument("--full-windows", action="store_true",
+                   help="only starts with all K steps inside the episode (the earlier t0 <= T-1-K)")
+    p.add_argument("--label", choices=("living", "all"), default="living",
+                   help="true error over the agents alive before each step (R̂_m's label) or over all agents")
+    p.add_argument("--planner", choices=("checkpoint", "living", "sum"), default="checkpoint",
+                   help="MAG's score: the run's own (--mag-living-mean or not), the living mean, or the paper's sum")
     p.add_argument("--mag-l", type=int, default=None)
     p.add_argument("--mag-h", type=int, default=None)
     p.add_argument("--global-argmin", action="store_true")
@@ -129,10 +165,13 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
     ckpt = mag.load_checkpoint(a.checkpoint)
-    args = mag.Args(**{k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(mag.Args)}})
+    names = {f.name for f in dataclasses.fields(mag.Args)}
+    args = mag.Args(**{**mag.LEGACY_ARGS, **{k: v for k, v in ckpt["args"].items() if k in names}})
     L, H = mag.MAG_LH.get(args.map, mag.MAG_LH_DEFAULT)
     L, H = a.mag_l or args.mag_l or L, a.mag_h or args.mag_h or H  # flag, else the run's, else the table
     K = a.steps or args.horizon
+    planner_living = args.mag_living_mean if a.planner == "checkpoint" else a.planner == "living"
+    living = a.label == "living"
     env = games.make_starcraft(args.map, 8, 20_000 + a.seed, args.backend)
     wm = mag.WorldModel(env.n_agents, env.obs_dim, env.n_actions, args)
     rm = mag.ModelErrorPredictor(wm.feat_dim, args.rm_hidden, args.rm_layers)
@@ -142,32 +181,37 @@ def main():
         net.eval()
     t = time.time()
     episodes = collect(wm, actor, env, a.episodes)
-    starts = start_states(wm, episodes, K, a.stride)
-    episode = starts.pop("episode")
+    starts = start_states(wm, episodes, K, a.stride, a.full_windows)
+    episode, scored = starts.pop("episode"), starts["scored"]
     starts = {k: v.repeat_interleave(a.samples, 0) for k, v in starts.items()}
     S = len(episode)
-    print(f"{args.map}, step {ckpt['global_step']}: {len(episodes)} episodes "
-          f"(mean length {np.mean([len(r) for *_, r in episodes]):.1f}), {S} start states x {a.samples} samples, "
-          f"K={K}, L={L}, H={H}{' global argmin' if a.global_argmin else ''}")
+    lengths = [len(r) for _, _, r, _ in episodes]
+    print(f"{args.map}, step {ckpt['global_step']}: {len(episodes)} episodes (mean length {np.mean(lengths):.1f}, "
+          f"{min(lengths)}-{max(lengths)}), {S} start states x {a.samples} samples, K={K}, L={L}, H={H}, "
+          f"planner {'living mean' if planner_living else 'sum'}{', global argmin' if a.global_argmin else ''}, "
+          f"label {a.label}")
 
     res = {}
     for free in (False, True):
         for use_mag in (False, True):
-            e = rollout(wm, actor, rm, starts, K, L, H, use_mag, a.global_argmin, free)
+            e = rollout(wm, actor, rm, starts, K, L, H, use_mag, a.global_argmin, free, planner_living, living)
+            e = e * starts["scored"]  # nothing past the episode's last real observation
             res[(free, use_mag)] = e.cumsum(1).view(S, a.samples, K).mean(1)  # accumulated, mean over samples
     rows = []
     for k in range(K):
-        row = {"step": k + 1}
+        sel = scored[:, k] > 0  # the starts with at least k + 1 scored steps
+        row = {"step": k + 1, "n_starts": int(sel.sum())}
         for free, name in ((False, "true"), (True, "rm_proxy")):
-            base, m = res[(free, False)][:, k], res[(free, True)][:, k]
+            base, m = res[(free, False)][sel, k], res[(free, True)][sel, k]
             d = base - m
             row.update({f"{name}_mamba": base.mean().item(), f"{name}_mag": m.mean().item(),
-                        f"{name}_diff": d.mean().item(), f"{name}_diff_se": clustered_se(d, episode)})
+                        f"{name}_diff": d.mean().item(), f"{name}_diff_se": clustered_se(d, episode[sel])})
         rows.append(row)
     keys = list(rows[0])
     with open(a.out + ".csv", "w") as f:
         f.write("# " + " ".join(sys.argv) + f"\n# checkpoint step {ckpt['global_step']}, {S} starts x {a.samples} "
-                f"samples, L={L}, H={H}, {time.time() - t:.0f} s\n" + ",".join(keys) + "\n")
+                f"samples, L={L}, H={H}, planner {'living mean' if planner_living else 'sum'}, label {a.label}, "
+                f"{time.time() - t:.0f} s\n" + ",".join(keys) + "\n")
         for row in rows:
             f.write(",".join(f"{row[k]:.6g}" for k in keys) + "\n")
     print(",".join(keys))
@@ -178,7 +222,8 @@ def main():
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     ax[0].plot(steps, [r["true_mamba"] for r in rows], "o-", label="MAMBA (--no-mag)")
     ax[0].plot(steps, [r["true_mag"] for r in rows], "s-", label=f"MAG (L={L}, H={H})")
-    ax[0].set(title="accumulated true model error", xlabel="imagined step k", ylabel="Σ_{j≤k} e_j")
+    ax[0].set(title=f"accumulated true model error ({a.label} agents)", xlabel="imagined step k",
+              ylabel="Σ_{j≤k} e_j")
     ax[0].legend()
     for i, (name, title) in enumerate((("true", "true error vs real trajectory"),
                                        ("rm_proxy", "R̂_m-estimated error (paper's proxy)")), 1):
@@ -187,7 +232,8 @@ def main():
         ax[i].bar(steps, d, yerr=2 * se, color=np.where(d > 0, "tab:green", "tab:red"))
         ax[i].axhline(0, color="k", lw=0.8)
         ax[i].set(title=f"MAMBA − MAG, {title}", xlabel="imagined step k", ylabel="accumulated error difference")
-    fig.suptitle(f"SMAX {args.map}, one model (step {ckpt['global_step']}), {S} start states × {a.samples}")
+    fig.suptitle(f"SMAX {args.map}, one model (step {ckpt['global_step']}), {S} start states × {a.samples}; "
+                 f"step k: starts with k steps left ({rows[-1]['n_starts']} at k={K})")
     fig.tight_layout()
     fig.savefig(a.out + ".png", dpi=120)
 

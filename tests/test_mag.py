@@ -315,6 +315,36 @@ def test_imagine_builds_the_model_dataset(use_mag):
         assert "chosen_rm" not in diag
 
 
+def test_figure_3_scores_every_start_and_the_last_transitions():
+    """benchmarks/mag_model_error.py: starts at every t0 <= T-2 (short episodes too), step k scored while
+    t0 + k <= T-1; --full-windows keeps the earlier t0 <= T-1-K. The true error counts living agents only."""
+    import importlib.util
+    path = Path(SCRIPT).parent / "benchmarks" / "mag_model_error.py"
+    spec = importlib.util.spec_from_file_location("mag_model_error", path)
+    fig3 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fig3)
+    N, O, A, K = 2, 5, 4, 5
+    wm = mag.WorldModel(N, O, A, tiny_args()).eval()
+    rng = np.random.default_rng(0)
+    episodes = [(rng.normal(size=(n, N, O)).astype(np.float32), rng.integers(0, A, (n, N)),
+                 rng.normal(size=n).astype(np.float32), np.tile(np.float32([0, 1, 1, 1]), (n, N, 1))) for n in (3, 12)]
+    starts = fig3.start_states(wm, episodes, K, stride=1)
+    assert starts["episode"].tolist() == [0] * 2 + [1] * 11
+    assert starts["scored"][:2].tolist() == [[1, 1, 0, 0, 0], [1, 0, 0, 0, 0]]  # the 3-step episode
+    assert starts["scored"][2:].sum(1).tolist() == [5] * 7 + [4, 3, 2, 1]  # its last starts: up to the end
+    assert torch.equal(starts["next_obs"][1, 0], torch.as_tensor(episodes[0][0][2]))  # o_{t0+1} of t0 = 1
+    full = fig3.start_states(wm, episodes, K, stride=1, full_windows=True)
+    assert full["episode"].tolist() == [1] * 7 and bool((full["scored"] == 1).all())
+
+    feat = torch.randn(len(starts["h"]), N, wm.feat_dim)
+    all_agents = fig3.true_error(wm, feat, starts, 0, living=False)
+    starts["avail"][:, 0, 1] = torch.tensor([1.0, 0, 0, 0])  # agent 1 dead before the first step
+    err = mag.prediction_error(wm, feat, starts["next_obs"][:, 0], starts["reward"][:, 0], torch.ones(len(feat)))
+    alone = err[:, 0]  # agent 0's
+    assert torch.allclose(fig3.true_error(wm, feat, starts, 0, living=True), alone)
+    assert (all_agents > alone).all()
+
+
 # ---------------------------------------------------------------- command line
 def run(args, cwd, timeout=300):
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
