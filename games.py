@@ -354,6 +354,9 @@ REPLAY_FRAME_MS = 60
 REPLAY_LAST_FRAME_MS = 1500  # the final frame holds so the outcome can be read before the GIF loops
 
 
+_SMAX_JITTED = {}  # (map_name, episode_limit) -> (SMAX env, jitted reset, step, resimulate, env-0 gather)
+
+
 class SMAXStarCraft:
     """`num_envs` SMAX games (HeuristicEnemySMAX) stepped by one jitted, vmapped function on the CPU,
     converted to SMAC's action layout, reward and a normalised state (module docstring)."""
@@ -458,10 +461,16 @@ class SMAXStarCraft:
 
         base = jax.random.PRNGKey(seed)
         self._keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_envs))
-        self._reset = jax.jit(jax.vmap(reset_one))
-        self._step = jax.jit(jax.vmap(step_one), donate_argnums=0)
-        self._resimulate = jax.jit(resimulate)  # compiled on the first save_replay only
-        self._env0 = jax.jit(lambda carry: jax.tree.map(lambda x: x[0], carry))  # one dispatch
+        # The jitted functions depend on the map and the episode limit only (seeds and num_envs are
+        # arguments), so every env of a process with the same pair shares one trace and compile
+        # (a script's training and evaluation envs; the tests' many envs).
+        shared = (map_name, episode_limit)
+        if shared not in _SMAX_JITTED:
+            _SMAX_JITTED[shared] = (
+                env, jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one), donate_argnums=0),
+                jax.jit(resimulate),  # compiled on the first save_replay only
+                jax.jit(lambda carry: jax.tree.map(lambda x: x[0], carry)))  # env 0's carry: one dispatch
+        env, self._reset, self._step, self._resimulate, self._env0 = _SMAX_JITTED[shared]
         self._jax, self._jnp, self._smax = jax, jnp, env
         self._carry = None
         self._avail = None
