@@ -17,7 +17,9 @@ Games
 - `make_starcraft(map_name, num_envs, seed, backend)`: SMAC maps, played by the real StarCraft II
   (`backend="sc2"`, oxwhirl SMAC's `StarCraft2Env` in worker processes) or by SMAX, the JAX
   re-implementation shipped by `jaxmarl` (`backend="smax"`, the default here). `backend="auto"`
-  takes SC2 when the SMAC package imports and StarCraft II is installed.
+  takes SC2 when the SMAC package imports and StarCraft II is installed. SMACv2-style maps too
+  (section below): SMAX's `smacv2_{5,10,20}_units` and, on StarCraft II, SMACv2's own
+  `{protoss,terran,zerg}_{5_vs_5,10_vs_10,20_vs_20,10_vs_11,20_vs_23}`.
 
 SMAX versus SMAC (what this adapter changes, and what it cannot)
 - Action set: converted to SMAC's layout, A = 6 + n_enemies: 0 no-op (dead agents only), 1 stop,
@@ -52,6 +54,37 @@ SMAX versus SMAC (what this adapter changes, and what it cannot)
   there is no terrain (corridor is an open field), no armour, splash, healing or flying units.
   Maps that need those (MMM, MMM2, 2c_vs_64zg, so_many_baneling, ...) are SC2-only.
 - SMAX is deterministic given the seed; SC2 is not reliably reproducible.
+
+SMACv2 (Ellis et al. 2023): unit types and start positions drawn every episode
+- SMAX: `smacv2_5_units`, `smacv2_10_units`, `smacv2_20_units` (n allies vs n enemies), jaxmarl's
+  scenarios of those names: Scenario(..., smacv2_position_generation=True,
+  smacv2_unit_type_generation=True). At every reset SMAX draws each ally's type uniformly from its
+  6 types (races mixed: marine, marauder, stalker, zealot, zergling, hydralisk) and the enemy team
+  mirrors it unit for unit. Start positions are, with probability 1/2 each, "surround" (one team,
+  allies or enemies at random, within +-2 of the centre, the other in 4 groups on the diagonals
+  between the centre and the corners, +-2) or "reflect" (allies uniform on the west half, enemies
+  at the mirror images). SMAX's draw puts a unit outside the map in about 1 episode in 10 (5 units;
+  1 in 5 with 20), where it dies at the first tick; the adapter moves every start position at
+  least SPAWN_MARGIN inside the border, as SC2 spawns units on the map.
+- Everything else is as on the SMAC maps: action layout, masks, reward, win and time-out rules,
+  normalised state. The state's type bits and health and cooldown fractions follow each
+  episode's types, and the reward's scale uses the episode's enemies (their max HP + 10 per enemy
+  + 200), so a won episode pays exactly 20 whatever was drawn. (SMACv2 fixes its scale from the
+  enemies of its first episode, so its maximum varies with the draw.)
+- Episode limit 200 for all three sizes: SMACv2's 10gen_* maps use 200 for 5, 10 and 20 units
+  alike, and a SMAX step is 0.5 s as SMACv2's step_mul 8. Scripted battles (the tests' attack-the-
+  weakest policy) end in a median of 36, 40 and 39 steps on 5, 10 and 20 units (longest 73; no
+  time-outs in 48 episodes each); random play's longest were 164, 162 and 200.
+- SMAX's heuristic enemy chases only units it sees (sight 8-10); otherwise it walks to the point
+  opposite its start through the map centre. A team that stands still can stay unfound until the
+  limit (SC2's AI attack-moves onto the allies).
+- StarCraft II (`backend="sc2"`): SMACv2's maps through oxwhirl's `smacv2` package,
+  `StarCraftCapabilityEnvWrapper` with map `10gen_<race>` and the capability config of its
+  `sc2_gen_<race>.yaml` (`smacv2_capability_config`; races' unit types and weights in
+  SMACV2_RACES) and that file's env arguments (SMACV2_ENV_ARGS: true sight and attack ranges, own
+  position observed). SMACv2 draws with unseeded generators; the adapter seeds them from the env's
+  seed, so the sequence of drawn scenarios is reproducible (the battles are not).
+- A map one backend lacks says so in one line: `smacv2_*_units` on SC2, SMACv2's race maps on SMAX.
 
 Replays (the scripts' --capture-video)
     env.start_recording()            # records env 0 from its next reset()/step() until that episode ends
@@ -213,20 +246,41 @@ _TYPE = {"m": 0, "M": 1, "s": 2, "z": 3, "zg": 4, "h": 5}
 
 @dataclass(frozen=True)
 class MapSpec:
-    """A SMAC map: its SMAC name, episode limit (SMAC's `smac_maps.py`), and the units as
-    (count, type) pairs for allies and enemies; `allies is None` marks a map SMAX cannot express."""
+    """A map `make_starcraft` knows: its episode limit and units. SMAC maps (SMAC's `smac_maps.py`):
+    the units as (count, type) pairs for allies and enemies; `allies is None` marks a map SMAX
+    cannot express. SMAX's SMACv2-style scenarios: `drawn` = (n allies, n enemies) whose unit types
+    and start positions are drawn every episode (SMAX only). SMACv2 on StarCraft II: `smacv2` =
+    (race, n allies, n enemies), played by oxwhirl's `smacv2` package (StarCraft II only)."""
     limit: int
     allies: Optional[tuple] = None
     enemies: Optional[tuple] = None
     note: str = ""
+    drawn: Optional[tuple] = None
+    smacv2: Optional[tuple] = None
 
     @property
     def smax(self) -> bool:
-        return self.allies is not None
+        return self.allies is not None or self.drawn is not None
+
+    @property
+    def sc2(self) -> bool:
+        return self.drawn is None
 
     def unit_types(self, side):
         return [_TYPE[t] for count, t in side for _ in range(count)]
 
+
+# SMACv2 (Ellis et al. 2023; oxwhirl/smacv2): episode limit of its 10gen_* maps, for every team size
+SMACV2_LIMIT = 200
+# SMACv2's unit types and weights per race (its sc2_gen_<race>.yaml), and the type that may not make
+# up a whole team (exception_unit_types)
+SMACV2_RACES = {
+    "protoss": (("stalker", "zealot", "colossus"), (0.45, 0.45, 0.1), ()),
+    "terran": (("marine", "marauder", "medivac"), (0.45, 0.45, 0.1), ("medivac",)),
+    "zerg": (("zergling", "baneling", "hydralisk"), (0.45, 0.1, 0.45), ("baneling",)),
+}
+_SMACV2_SIZES = ((5, 5), (10, 10), (20, 20), (10, 11), (20, 23))
+_SMAX_SMACV2 = "SMAX's SMACv2-style scenarios are smacv2_5_units, smacv2_10_units, smacv2_20_units"
 
 SMAC_MAPS = {
     "3m": MapSpec(60, ((3, "m"),), ((3, "m"),)),
@@ -254,28 +308,51 @@ SMAC_MAPS = {
     "so_many_baneling": MapSpec(100, note="banelings (suicide splash)"),
     "bane_vs_bane": MapSpec(200, note="banelings (suicide splash)"),
     "2s_vs_1sc": MapSpec(300, note="a spine crawler (static building)"),
+    # SMAX's SMACv2-style scenarios (jaxmarl's smacv2_*_units): SMAX only.
+    **{f"smacv2_{n}_units": MapSpec(SMACV2_LIMIT, drawn=(n, n),
+                                    note="SMAX's own SMACv2-style scenario (unit types and start "
+                                         "positions drawn every episode)")
+       for n in (5, 10, 20)},
+    # SMACv2 on StarCraft II (oxwhirl's smacv2 package, its capability wrapper): StarCraft II only.
+    **{f"{race}_{n}_vs_{m}": MapSpec(SMACV2_LIMIT, smacv2=(race, n, m),
+                                     note=f"SMACv2 with {', '.join(SMACV2_RACES[race][0])}, through the "
+                                          f"smacv2 package; {_SMAX_SMACV2}")
+       for n, m in _SMACV2_SIZES for race in SMACV2_RACES},
 }
 SMAX_MAPS = sorted(m for m, spec in SMAC_MAPS.items() if spec.smax)
+SMACV2_SC2_MAPS = [m for m, spec in SMAC_MAPS.items() if spec.smacv2]
+
+
+def _sc2_dir_found() -> bool:
+    return os.path.isdir(os.environ.get("SC2PATH", os.path.expanduser("~/StarCraftII")))
+
+
+def _module_found(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def sc2_available() -> bool:
     """True when oxwhirl's SMAC package imports (not PyPI's unrelated `smac`, SMAC3) and a
     StarCraft II installation is found at $SC2PATH or SMAC's default ~/StarCraftII."""
-    try:
-        if importlib.util.find_spec("smac.env.starcraft2.starcraft2") is None:
-            return False
-    except (ImportError, ValueError):
-        return False
-    sc2 = os.environ.get("SC2PATH", os.path.expanduser("~/StarCraftII"))
-    return os.path.isdir(sc2)
+    return _module_found("smac.env.starcraft2.starcraft2") and _sc2_dir_found()
+
+
+def smacv2_available() -> bool:
+    """True when oxwhirl's SMACv2 package (its capability wrapper) imports and StarCraft II is found
+    as for `sc2_available`."""
+    return _module_found("smacv2.env.starcraft2.wrapper") and _sc2_dir_found()
 
 
 def make_starcraft(map_name: str, num_envs: int = 1, seed: int = 0, backend: str = "auto",
                    episode_limit: Optional[int] = None):
-    """A batched SMAC map: `backend` "smax" (jaxmarl's SMAX), "sc2" (StarCraft II through oxwhirl
-    SMAC) or "auto" (SC2 when available, else SMAX). `episode_limit` overrides SMAC's per-map limit.
-    Returns an env with n_agents, n_actions, obs_dim, state_dim, episode_limit, num_envs, backend,
-    reset() and step() as in the module docstring."""
+    """A batched SMAC or SMACv2 map (`SMAC_MAPS`): `backend` "smax" (jaxmarl's SMAX), "sc2"
+    (StarCraft II through oxwhirl's SMAC, or its SMACv2 package for the SMACv2 maps) or "auto" (SC2
+    when available, else SMAX; a map only one backend plays goes to that one). `episode_limit`
+    overrides the map's limit. Returns an env with n_agents, n_actions, obs_dim, state_dim,
+    episode_limit, num_envs, backend, reset() and step() as in the module docstring."""
     if map_name not in SMAC_MAPS:
         raise ValueError(f"unknown map {map_name!r}; maps available: {', '.join(SMAC_MAPS)}")
     if backend not in ("auto", "smax", "sc2"):
@@ -284,11 +361,21 @@ def make_starcraft(map_name: str, num_envs: int = 1, seed: int = 0, backend: str
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if episode_limit is not None and episode_limit < 1:
         raise ValueError(f"episode_limit must be >= 1, got {episode_limit}")
-    if backend == "auto":
-        backend = "sc2" if sc2_available() else "smax"
     spec = SMAC_MAPS[map_name]
+    found = smacv2_available if spec.smacv2 else sc2_available
+    if backend == "auto":
+        backend = "sc2" if spec.sc2 and found() else "smax"
     if backend == "sc2":
-        if not sc2_available():
+        if not spec.sc2:
+            raise ValueError(f"map {map_name!r} is {spec.note}; StarCraft II has no such map: use "
+                             f"--backend smax, or one of the SMACv2 maps StarCraft II plays: "
+                             f"{', '.join(SMACV2_SC2_MAPS)}")
+        if not found() and spec.smacv2:
+            raise RuntimeError(
+                "backend 'sc2' on a SMACv2 map needs StarCraft II (set SC2PATH; SMACv2's "
+                "32x32_flat.SC2Map in $SC2PATH/Maps/SMAC_Maps) and oxwhirl's SMACv2 "
+                "(pip install git+https://github.com/oxwhirl/smacv2.git)")
+        if not found():
             raise RuntimeError(
                 "backend 'sc2' needs StarCraft II (set SC2PATH) and oxwhirl's SMAC "
                 "(pip install git+https://github.com/oxwhirl/smac.git; PyPI's `smac` is SMAC3, unrelated)")
@@ -347,6 +434,10 @@ def _import_jax():
     return jax
 
 
+# Map units kept between every SMAX unit's start position and the map border (it matters on the
+# SMACv2-style scenarios only; SMAXStarCraft's reset_one says why).
+SPAWN_MARGIN = 1.0
+
 # Replays (SMAXStarCraft.save_replay): frames drawn per env step (of SMAX's 8 world ticks), and how
 # long each frame shows: 4 frames of 1/8 s of game time at 60 ms play about 2x real time.
 REPLAY_FRAMES_PER_STEP = 4
@@ -370,9 +461,13 @@ class SMAXStarCraft:
             from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
 
         spec = SMAC_MAPS[map_name]
-        ally_types, enemy_types = spec.unit_types(spec.allies), spec.unit_types(spec.enemies)
-        n, m = len(ally_types), len(enemy_types)
-        scenario = Scenario(jnp.array(ally_types + enemy_types, jnp.uint8), n, m, False, False)
+        if spec.drawn:  # jaxmarl's smacv2_*_units: types and start positions drawn at every reset
+            n, m = spec.drawn
+            scenario = Scenario(jnp.zeros((n + m,), jnp.uint8), n, m, True, True)
+        else:
+            ally_types, enemy_types = spec.unit_types(spec.allies), spec.unit_types(spec.enemies)
+            n, m = len(ally_types), len(enemy_types)
+            scenario = Scenario(jnp.array(ally_types + enemy_types, jnp.uint8), n, m, False, False)
         # SMAX tests its limit before counting the step (max_steps=100 ends after 101 steps), so
         # the adapter enforces the limit itself and keeps SMAX's out of the way.
         env = HeuristicEnemySMAX(scenario=scenario, max_steps=episode_limit + 1)
@@ -390,9 +485,19 @@ class SMAXStarCraft:
         step_seconds = env.world_steps_per_env_step * env.time_per_step
         max_hp = env.unit_type_health
         max_cd = env.unit_type_weapon_cooldowns
-        enemy_max_hp = float(np.sum(np.asarray(max_hp)[enemy_types]))
-        reward_scale = 20.0 / (enemy_max_hp + 10.0 * m + 200.0)  # SMAC: an episode pays at most 20
         agents = env.agents
+
+        # SMAC scales the reward so that an episode pays at most 20: damage + 10/kill + 200/win over
+        # the enemies' total max HP + 10 n_enemies + 200. With drawn types the enemies' max HP is the
+        # episode's (its unit types), so every won episode pays exactly 20 here as on SMAC maps.
+        if spec.drawn:
+            def reward_scale(types):
+                return 20.0 / (jnp.sum(max_hp[types[n:]]) + 10.0 * m + 200.0)
+        else:
+            fixed_scale = 20.0 / (float(np.sum(np.asarray(max_hp)[enemy_types])) + 10.0 * m + 200.0)
+
+            def reward_scale(types):
+                return fixed_scale
 
         def observe(s, last_action):
             """Pack obs [N*obs], state [S] and SMAC-layout avail [N*A] of one game."""
@@ -423,6 +528,12 @@ class SMAXStarCraft:
         def reset_one(key):
             key, k = jax.random.split(key)
             _, s = env.reset(k)
+            # SMAX's SMACv2 start positions (corner groups with +-2 noise) put a unit outside the map
+            # in about 1 episode in 10, where it dies at the first tick; like SC2 (units spawn on
+            # the map) every unit starts at least SPAWN_MARGIN inside the border. A no-op on the
+            # SMAC maps, whose units start around (8, 16) and (24, 16).
+            s = s.replace(state=s.state.replace(unit_positions=jnp.clip(
+                s.state.unit_positions, SPAWN_MARGIN, width - SPAWN_MARGIN)))
             s = jax.tree.map(lambda x: x.astype(x.dtype), s)  # drop weak types: no second compile
             no_action = -jnp.ones((n,), jnp.int32)  # one-hot of -1 is all zeros, as SMAC at reset
             carry = (key, s, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), no_action)
@@ -442,7 +553,7 @@ class SMAXStarCraft:
             done = allies_dead | enemies_dead | timeout
             damage = jnp.sum(u0.unit_health[n:] - u1.unit_health[n:])
             kills = jnp.sum(u0.unit_alive[n:] & ~u1.unit_alive[n:])
-            reward = (damage + 10.0 * kills + 200.0 * won) * reward_scale  # SMAC's reward
+            reward = (damage + 10.0 * kills + 200.0 * won) * reward_scale(u0.unit_types)  # SMAC's
             ep_return = ep_return + reward
             out = jnp.stack([reward, done, won, timeout, ep_return, ep_length]).astype(jnp.float32)
             (_, s_reset, *_), _ = reset_one(k_reset)
@@ -696,6 +807,55 @@ def _make_sc2_env(map_name, seed, episode_limit):
     return env
 
 
+# StarCraft2Env arguments of SMACv2's sc2_gen_<race>.yaml that differ from their defaults: true unit
+# sight and attack ranges (attack at least 2), own position observed, no conic field of view.
+SMACV2_ENV_ARGS = {"conic_fov": False, "use_unit_ranges": True, "min_attack_range": 2, "obs_own_pos": True,
+                   "fully_observable": False}
+
+
+def smacv2_capability_config(race, n_units, n_enemies):
+    """SMACv2's capability config for a race (its sc2_gen_<race>.yaml with n_units/n_enemies set as
+    its README's scenario table says): teams drawn with SMACV2_RACES' weights, the enemy team mirroring
+    the allies' (plus extra units when n_enemies > n_units), start positions "surrounded" or
+    "reflect" with probability 0.5 each on the 32x32 map."""
+    types, weights, exceptions = SMACV2_RACES[race]
+    team = {"dist_type": "weighted_teams", "unit_types": list(types), "weights": list(weights),
+            "observe": True}
+    if exceptions:
+        team["exception_unit_types"] = list(exceptions)
+    return {"n_units": n_units, "n_enemies": n_enemies, "team_gen": team,
+            "start_positions": {"dist_type": "surrounded_and_reflect", "p": 0.5, "map_x": 32, "map_y": 32}}
+
+
+def _seed_smacv2_draws(env, seed):
+    """SMACv2's distributions draw teams and start positions with unseeded numpy Generators (an `rng`
+    attribute, also on the distributions nested in others) and Python's `random` (shuffle, choice).
+    Seed them all from `seed`, so that an env's sequence of drawn scenarios is reproducible (the
+    battles themselves are not: StarCraft II is not deterministic)."""
+    import random
+    random.seed(seed)
+    todo, k = list(getattr(env, "env_key_to_distribution_map", {}).values()), 0
+    while todo:
+        dist = todo.pop(0)
+        for name, value in vars(dist).items():
+            if isinstance(value, np.random.Generator):
+                setattr(dist, name, np.random.default_rng([seed, k]))
+                k += 1
+            elif hasattr(value, "generate"):
+                todo.append(value)
+
+
+def _make_smacv2_env(map_name, seed, episode_limit):
+    from smacv2.env.starcraft2.wrapper import StarCraftCapabilityEnvWrapper
+    race, n, m = SMAC_MAPS[map_name].smacv2
+    env = StarCraftCapabilityEnvWrapper(capability_config=smacv2_capability_config(race, n, m),
+                                        map_name=f"10gen_{race}", seed=seed, **SMACV2_ENV_ARGS)
+    _seed_smacv2_draws(env, seed)
+    if episode_limit is not None:
+        env.env.episode_limit = episode_limit  # the wrapper forwards reads, not writes, to StarCraft2Env
+    return env
+
+
 def _sc2_first(env):
     env.reset()
     return (np.asarray(env.get_obs(), np.float32), np.asarray(env.get_state(), np.float32),
@@ -715,13 +875,17 @@ def _sc2_worker(conn, make_env, seed):
                 ep_return, ep_length = 0.0, 0
                 conn.send(_sc2_first(env))
             elif cmd == "step":
+                timeouts = getattr(env, "timeouts", None)  # StarCraft2Env counts the episodes it cut
                 reward, terminated, info = env.step([int(a) for a in data])
                 ep_return += reward
                 ep_length += 1
                 end = None
                 if terminated:
-                    end = (bool(info.get("battle_won", False)), bool(info.get("episode_limit", False)),
-                           ep_return, ep_length)
+                    # SMAC and SMACv2 report info["episode_limit"] only with continuing_episode=True
+                    # (off by default); their time-out counter says it either way
+                    timeout = bool(info.get("episode_limit", False)) or (
+                        timeouts is not None and getattr(env, "timeouts", timeouts) > timeouts)
+                    end = (bool(info.get("battle_won", False)), timeout, ep_return, ep_length)
                     ep_return, ep_length = 0.0, 0
                     first = _sc2_first(env)
                 else:
@@ -743,8 +907,11 @@ def _sc2_worker(conn, make_env, seed):
 
 class SC2StarCraft:
     """`num_envs` StarCraft2Env instances, one per worker process, with the batched interface.
-    `make_env(seed=...)` builds one env (default: SMAC's StarCraft2Env for `map_name`); tests pass
-    a stand-in with StarCraft2Env's methods. Env i is seeded with seed + i."""
+    `make_env(seed=...)` builds one env (default: SMAC's StarCraft2Env for `map_name`, or SMACv2's
+    StarCraftCapabilityEnvWrapper for a SMACv2 map); tests pass a stand-in with StarCraft2Env's
+    methods. Env i is seeded with seed + i. A terminated episode is a time-out when info says so or
+    StarCraft2Env's `timeouts` counter went up (SMAC/SMACv2 set info["episode_limit"] only with
+    continuing_episode=True)."""
 
     backend = "sc2"
 
@@ -766,6 +933,7 @@ class SC2StarCraft:
         self.n_agents, self.n_actions = info["n_agents"], info["n_actions"]
         self.obs_dim, self.state_dim = info["obs_shape"], info["state_shape"]
         self.episode_limit = info["episode_limit"]
+        self.env_info = info  # get_env_info() of env 0 (SMACv2 adds cap_shape, agent_features, ...)
         self._avail = None
         self._recording = None  # env 0's steps played since start_recording() (None: never called)
 
@@ -841,4 +1009,5 @@ class _Sc2Factory:
         self.map_name, self.episode_limit = map_name, episode_limit
 
     def __call__(self, seed):
-        return _make_sc2_env(self.map_name, seed, self.episode_limit)
+        make = _make_smacv2_env if SMAC_MAPS[self.map_name].smacv2 else _make_sc2_env
+        return make(self.map_name, seed, self.episode_limit)

@@ -258,7 +258,7 @@ def test_every_registered_map_builds_and_resets(map_name):
     on 3m, 2s3z, 3s_vs_5z, 3s_vs_3z and 2m_vs_1z above, which keeps the suite's compile time low)."""
     spec = games.SMAC_MAPS[map_name]
     env = games.make_starcraft(map_name, num_envs=1, seed=0, backend="smax")
-    n, m = sum(c for c, _ in spec.allies), sum(c for c, _ in spec.enemies)
+    n, m = spec.drawn or (sum(c for c, _ in spec.allies), sum(c for c, _ in spec.enemies))
     assert (env.n_agents, env.n_enemies, env.n_actions) == (n, m, 6 + m)
     assert env.obs_dim == 13 * (n - 1) + 13 * m + 10
     assert env.state_dim == 10 * (n + m) + n * (6 + m)
@@ -407,7 +407,8 @@ def test_unknown_map_lists_maps():
         games.make_starcraft("4m")
 
 
-@pytest.mark.parametrize("map_name", ["MMM", "MMM2", "2c_vs_64zg", "so_many_baneling", "2s_vs_1sc"])
+@pytest.mark.parametrize("map_name", ["MMM", "MMM2", "2c_vs_64zg", "so_many_baneling", "2s_vs_1sc",
+                                      "protoss_5_vs_5"])
 @pytest.mark.parametrize("backend", ["smax", "auto"])
 def test_sc2_only_maps_say_they_need_starcraft(map_name, backend):
     with pytest.raises(ValueError, match=f"map '{map_name}' needs StarCraft II") as e:
@@ -474,6 +475,23 @@ def test_sc2_backend_batching_and_auto_reset():
         bad[1, 0] = np.argmin(avail[1, 0])
         with pytest.raises(ValueError, match="env 1 agent 0"):
             env.step(bad)
+    finally:
+        env.close()
+
+
+def test_sc2_timeout_read_from_smacs_counter():
+    """Real SMAC (continuing_episode=False) reports a time-out only in its `timeouts` counter."""
+    env = games.SC2StarCraft("3m", num_envs=2, seed=10, make_env=fake_sc2.make_fake_counting_timeouts)
+    try:
+        obs, state, avail = env.reset()
+        episodes, timeouts = [0, 0], 0
+        for _ in range(30):
+            obs, state, avail, reward, done, info = env.step(np.argmax(avail, -1))
+            for e in np.flatnonzero(done):
+                assert info["timeout"][e] == (not info["won"][e] and episodes[e] % 3 == 0)
+                timeouts += int(info["timeout"][e])
+                episodes[e] += 1
+        assert timeouts >= 1
     finally:
         env.close()
 
