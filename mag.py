@@ -922,8 +922,8 @@ if __name__ == "__main__":
             if created_runs:
                 os.rmdir("runs")
         fail(str(e))
-    variant = (f"MAG (L={L}, H={H}{', global argmin' if args.mag_global_argmin else ''})" if args.mag
-               else "MAMBA (--no-mag)")
+    variant = (f"MAG (L={L}, H={H}{', global argmin' if args.mag_global_argmin else ''}"
+               f"{'' if args.mag_living_mean else ', paper sum'})" if args.mag else "MAMBA (--no-mag)")
     print(f"StarCraft backend: {eval_envs.backend}; map {args.map}; {variant}", flush=True)
     if ckpt is None:
         N, A, O = eval_envs.n_agents, eval_envs.n_actions, eval_envs.obs_dim

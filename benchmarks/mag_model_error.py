@@ -25,7 +25,10 @@ predictions against plain one-step model samples (MAMBA), with ONE trained model
 4. The paper's own proxy, for comparison: free rollouts where the policy also picks the actions, error
    measured by R̂_m: per step N times the mean of R̂_m(s^i_k) weighted by the model's P(i alive in s_{k-1})
    and P(no end up to s_k) (`--label all`: Σ_i R̂_m(s^i_k)). MAG minimises this kind of quantity, so the
-   proxy favours it by construction; the true error above does not.
+   proxy favours it by construction; the true error above does not. The same free rollouts give the model's
+   expected number of dead allies (`dead_*`, from its legal-action head: no-op legal = dead) and its P(no
+   predicted end yet) (`running_*`) at every step, and `dead_diff` = MAG - MAMBA: the planner's dead-agent
+   bias (issue 15: positive under the paper's sum).
 Writes <out>.csv and <out>.png (difference MAMBA - MAG, as Figure 3, with ±2 standard errors; the starts of
 one episode overlap, so the standard error treats each episode as a cluster).
 """
@@ -116,11 +119,13 @@ def true_error(wm, feat, starts, k, living):
 
 
 @torch.no_grad()
-def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planner_living, living):
+def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planner_living, living, stats=None):
     """K open-loop model steps from every start. free=False: the recorded actions, returns the true
-    error e_k [S, K]; free=True: the policy's actions, returns the R̂_m proxy [S, K]."""
+    error e_k [S, K]; free=True: the policy's actions, returns the R̂_m proxy [S, K] and, into `stats`, the
+    model's expected number of dead allies and P(no predicted end yet) at every step ([S, K] each)."""
     h, z, out = starts["h"], starts["z"], []
     running = torch.ones(len(h))
+    dead, still = [], []
     for k in range(K):
         feat = wm.feat(h, z)
         alive = mag.alive_in(torch.sigmoid(wm.avail(feat)))  # [S, N]: P(alive) in s_{k-1}
@@ -134,12 +139,16 @@ def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planne
         feat = wm.feat(h, z)
         if not free:
             out.append(true_error(wm, feat, starts, k, living))
-        elif living:
-            running = running * torch.sigmoid(wm.pcont(feat).squeeze(-1)).mean(-1)
+            continue
+        running = running * torch.sigmoid(wm.pcont(feat).squeeze(-1)).mean(-1)
+        dead.append((1 - mag.alive_in(torch.sigmoid(wm.avail(feat)))).sum(-1)), still.append(running)
+        if living:
             w = alive * running[:, None] + 1e-6  # [S, N]
             out.append(feat.shape[-2] * (w * rm(feat)).sum(-1) / w.sum(-1))
         else:
             out.append(rm(feat).sum(-1))
+    if stats is not None and free:
+        stats.update(dead=torch.stack(dead, 1), running=torch.stack(still, 1))
     return torch.stack(out, 1)
 
 
@@ -191,10 +200,11 @@ def main():
           f"planner {'living mean' if planner_living else 'sum'}{', global argmin' if a.global_argmin else ''}, "
           f"label {a.label}")
 
-    res = {}
+    res, free_stats = {}, {}
     for free in (False, True):
         for use_mag in (False, True):
-            e = rollout(wm, actor, rm, starts, K, L, H, use_mag, a.global_argmin, free, planner_living, living)
+            stats = free_stats.setdefault(use_mag, {})
+            e = rollout(wm, actor, rm, starts, K, L, H, use_mag, a.global_argmin, free, planner_living, living, stats)
             e = e * starts["scored"]  # nothing past the episode's last real observation
             res[(free, use_mag)] = e.cumsum(1).view(S, a.samples, K).mean(1)  # accumulated, mean over samples
     rows = []
@@ -206,6 +216,11 @@ def main():
             d = base - m
             row.update({f"{name}_mamba": base.mean().item(), f"{name}_mag": m.mean().item(),
                         f"{name}_diff": d.mean().item(), f"{name}_diff_se": clustered_se(d, episode[sel])})
+        for use_mag, name in ((False, "mamba"), (True, "mag")):  # the free rollouts: what the planner prefers
+            for stat in ("dead", "running"):
+                row[f"{stat}_{name}"] = free_stats[use_mag][stat][:, k].view(S, a.samples)[sel].mean().item()
+        d = (free_stats[True]["dead"][:, k] - free_stats[False]["dead"][:, k]).view(S, a.samples).mean(1)[sel]
+        row.update(dead_diff=d.mean().item(), dead_diff_se=clustered_se(d, episode[sel]))
         rows.append(row)
     keys = list(rows[0])
     with open(a.out + ".csv", "w") as f:
