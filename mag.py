@@ -27,14 +27,16 @@ The file follows Algorithm 1 of the paper:
 Where this departs from the paper or the authors' code (ZifanWu/MAG, built on jbr-ai-labs/mamba):
 - Dead agents and episode ends (`--mag-living-mean`, default; the paper's sum over all agents:
   `--no-mag-living-mean`). A dead agent's observation is all zeros and is predicted almost exactly: under the
-  paper's sum, R̂_m's label was 0.28 for dead agents vs 1.64 for living ones on 3m, and the planner picked
-  futures with more dead allies (+0.013 expected dead allies per imagined step at 5k env steps) and earlier
-  ends. Here R̂_m is trained on the agents alive in o_t of transitions whose o_{t+1} is real (a death at t+1
-  is a prediction with an error; a dead agent's next zeros are not), and the planner's score counts each of
-  its N·H terms as R̂_m only in proportion to the model's P(agent alive before the step) · P(no end yet)
-  (legal-action and pcont heads) and otherwise as the mean R̂_m of the start state's scored predictions. A
-  per-candidate mean would let R̂_m's untrained values decide for a rollout that ends at once, and a sum of the
-  scored terms alone would keep the bias; this way a death or an end is, on average, neither cheaper nor dearer.
+  paper's sum, R̂_m's label was 0.28 for dead agents vs 1.64 for living ones on 3m, and the planner picked futures
+  with more dead allies and earlier ends (issue 15; benchmarks/mag_model_error.py's dead_* columns measure it: MAG
+  minus MAMBA +0.03 to +0.18 expected dead allies per imagined step under the sum, +0.03 to -0.02 with this score,
+  on one 3m model at 1.6k env steps). Here R̂_m is trained on the agents alive in o_t of transitions whose o_{t+1}
+  is real (a death at t+1 is a prediction with an error; a dead agent's next zeros are not), and the planner's
+  score counts each of its N·H terms as R̂_m only in proportion to the model's P(agent alive before the step) ·
+  P(no end yet) (legal-action and pcont heads) and otherwise as the mean R̂_m of the start state's scored
+  predictions. A per-candidate mean would let R̂_m's untrained values decide for a rollout that ends at once, and
+  a sum of the scored terms alone would keep the bias; this way a death or an end is, on average, neither cheaper
+  nor dearer.
 - The best candidate is chosen per start state, as the paper describes. The authors' code takes one
   argmin of the batch-averaged error for all start states at once: `--mag-global-argmin`.
 - R̂_m's label is Sec. 3.3's prediction error ||ô^i' - o^i'||_2 + |R̂^i - R| of a prediction *sampled from
