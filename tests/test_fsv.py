@@ -107,7 +107,7 @@ def test_matrix_tables_print_and_eval_only(tmp_path):
     p = subprocess.run([sys.executable, SCRIPT, "--eval-only", "--checkpoint", str(run / "checkpoint.pt")],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert "eval/win_rate" in p.stdout and "Q_1 \\ Q_2" in p.stdout
+    assert "eval at step 304: win rate" in p.stdout and "Q_1 \\ Q_2" in p.stdout
 
 
 def test_matrix_autotune_adjusts_alpha_by_eq34(tmp_path, monkeypatch):
