@@ -28,15 +28,15 @@ Where this departs from the paper or the authors' code (ZifanWu/MAG, built on jb
 - Dead agents and episode ends (`--mag-living-mean`, default; the paper's sum over all agents:
   `--no-mag-living-mean`). A dead agent's observation is all zeros and is predicted almost exactly: under the
   paper's sum, R̂_m's label was 0.28 for dead agents vs 1.64 for living ones on 3m, and the planner picked futures
-  with more dead allies and earlier ends (issue 15; benchmarks/mag_model_error.py's dead_* columns measure it: MAG
-  minus MAMBA +0.03 to +0.18 expected dead allies per imagined step under the sum, +0.03 to -0.02 with this score,
-  on one 3m model at 1.6k env steps). Here R̂_m is trained on the agents alive in o_t of transitions whose o_{t+1}
-  is real (a death at t+1 is a prediction with an error; a dead agent's next zeros are not), and the planner's
-  score counts each of its N·H terms as R̂_m only in proportion to the model's P(agent alive before the step) ·
-  P(no end yet) (legal-action and pcont heads) and otherwise as the mean R̂_m of the start state's scored
-  predictions. A per-candidate mean would let R̂_m's untrained values decide for a rollout that ends at once, and
-  a sum of the scored terms alone would keep the bias; this way a death or an end is, on average, neither cheaper
-  nor dearer.
+  with more dead allies and earlier ends (issue 15). Here R̂_m is trained on the agents alive in a real o_{t+1}
+  (mask dead agents and transitions into the absorbing row), and the planner's score counts each of its N·H terms
+  as R̂_m only in proportion to the model's P(agent alive) · P(no end yet) in the predicted state (legal-action
+  and pcont heads) and otherwise as the mean R̂_m of the start state's scored predictions of the same step
+  (normalise by the living). A per-candidate mean would let R̂_m's untrained values decide for a rollout that ends
+  at once, and a sum of the scored terms alone would keep the bias. Measured with benchmarks/mag_model_error.py's
+  dead_* columns on one 3m model (1.6k env steps): MAG minus MAMBA expected dead allies per imagined step +0.03 to
+  +0.18 (4.7-5 s.e. at steps 1-3) under the sum, +0.014 to +0.024 (2.3-2.4 s.e.) at steps 1-3 and within 1 s.e. of
+  0 later with this score; what remains is agents at risk (high R̂_m) replaced by their step's mean.
 - The best candidate is chosen per start state, as the paper describes. The authors' code takes one
   argmin of the batch-averaged error for all start states at once: `--mag-global-argmin`.
 - R̂_m's label is Sec. 3.3's prediction error ||ô^i' - o^i'||_2 + |R̂^i - R| of a prediction *sampled from
@@ -560,19 +560,18 @@ def rm_label_mask(batch, living):
     valid = 1 - batch["first"][1:]  # [T, B]: row t+1 continues row t's episode
     if not living:
         return valid[..., None].expand(*valid.shape, batch["avail"].shape[-2])
-    return (valid * (1 - batch["fake"][1:]))[..., None] * alive_in(batch["avail"][:-1])
+    return (valid * (1 - batch["fake"][1:]))[..., None] * alive_in(batch["avail"][1:])
 
 
 def rm_loss(wm, rm, batch, living=True):
     """R̂_m's input is the feature of a prediction sampled from the prior, s_{t+1} = (h_{t+1}, z ~ p),
     and its label is that same prediction's error against the real transition (one pass, so input
     and label agree; it is also what plan_to_predict scores: prior samples).
-    living (--mag-living-mean): only agents alive in o_t (the local models with something to predict; a
-    death at t+1 is a prediction with an error) on transitions whose o_{t+1} is real are labelled. A dead
-    agent's all-zero observation is predicted almost exactly, so with every agent labelled (the paper's sum,
-    living=False) R̂_m learns that dead allies are cheap (3m: 0.28 vs 1.64 for the living) and the planner
-    prefers futures in which they die; the transition into the absorbing row (no o_{t+1}, a reward error
-    only) would likewise teach it that an episode end is cheap."""
+    living (--mag-living-mean): only the agents alive in a real o_{t+1} are labelled (no label for a transition
+    into the absorbing row, nor for an agent dead in o_{t+1}, whose all-zero observation is predicted almost
+    exactly). With every agent labelled (the paper's sum, living=False) R̂_m learns that dead allies are cheap
+    (3m: 0.28 vs 1.64 for the living) and the planner prefers futures in which they die; the transition into the
+    absorbing row (no o_{t+1}, a reward error only) would likewise teach it that an episode end is cheap."""
     with torch.no_grad():
         h, _, prior, _ = observe(wm, batch)
         z = sample_onehot(prior[1:])
@@ -588,7 +587,7 @@ def rm_loss(wm, rm, batch, living=True):
 # Algorithm 1 lines 6-14: model rollouts, each prediction planned against the current joint policy
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, alive0=None, living=True):
+def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, living=True):
     """Lines 10-12, random shooting in the model MMDP (Def. 1). The model-state is (s_t, a_t), already
     folded into h_{t+1} and the prior; the local models' joint "model-action" is the prediction z_{t+1}.
     Draw L candidate predictions, continue each for H-1 more steps in which the current joint policy π
@@ -596,22 +595,20 @@ def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, 
     H predictions (line 11), and keep the first prediction of the best (line 12). R̂_m is an error, so the
     best rollout is the argmin (the paper's argmax of the model-reward).
     Score: living=False, the paper's sum Σ_k Σ_i R̂_m(s^i_k). living=True (--mag-living-mean), the same N·H
-    terms, but each is R̂_m only in proportion w_ki to the chance that it is a prediction R̂_m was trained on
-    (rm_loss: agent i alive in s_{k-1}, s_k a real observation) and otherwise the mean R̂_m of the scored
-    predictions of all L candidates of this start state, r̄:
-        Σ_k Σ_i [w_ki R̂_m(s^i_k) + (1 - w_ki) r̄],   w_ki = P(i alive in s_{k-1}) · Π_{j<=k} P(s_j continues)
+    terms, but each is R̂_m only in proportion w_ki to the chance that it is a prediction R̂_m is trained on
+    (rm_loss: agent i alive in s_k, s_k a real observation) and otherwise r̄_k, the mean R̂_m of the scored
+    step-k predictions of all L candidates of this start state (of all its steps if none is scored at k):
+        Σ_k Σ_i [w_ki R̂_m(s^i_k) + (1 - w_ki) r̄_k],   w_ki = P(i alive in s_k) · Π_{j<=k} P(s_j continues)
     with P(alive) from the model's legal-action head (alive_in) and P(continues) from its pcont head. A dead
-    agent's prediction, or one after a predicted end, then counts as an average one: a rollout with more
-    deaths or an earlier end is not preferred (nor avoided) for having fewer predictions to make, and R̂_m
-    is never read where it was not trained.
-    h1 [B, N, D], prior_logits [B, N, C, K], alive0 [B, N] (P(alive) in the state s_t the first prediction
-    is made from; None: all alive) -> z [B, N, C, K], chosen and first-candidate scores [B]."""
+    agent's prediction, or one after a predicted end, then counts as an average one of its step: a rollout
+    with more deaths or an earlier end is not preferred for having fewer predictions to make, and R̂_m is
+    never read where it is not trained.
+    h1 [B, N, D], prior_logits [B, N, C, K] -> z [B, N, C, K], chosen and first-candidate scores [B]."""
     B, N = h1.shape[:2]
     candidates = sample_onehot(prior_logits.expand(L, *prior_logits.shape))  # [L, B, N, C, K]
     h, z = h1.expand(L, *h1.shape).reshape(L * B, N, -1), candidates.reshape(L * B, *candidates.shape[2:])
-    alive = h1.new_ones(L * B, N) if alive0 is None else alive0.expand(L, B, N).reshape(L * B, N)
     running = h1.new_ones(L * B)
-    total = weight = 0.0
+    total, weights = 0.0, []  # living: per step, Σ_i w_ki R̂_m and Σ_i w_ki of every candidate [L*B]
     for k in range(H):
         if k:
             action, _, _ = policy_step(wm, actor, wm.feat(h, z))
@@ -621,16 +618,17 @@ def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, 
         r_m = rm(feat)  # [L*B, N]
         if living:
             running = running * torch.sigmoid(wm.pcont(feat).squeeze(-1)).mean(-1)  # P(s_k is a real observation)
-            w = alive * running[:, None]  # [L*B, N]
-            total, weight = total + (w * r_m).sum(-1), weight + w.sum(-1)
-            alive = alive_in(torch.sigmoid(wm.avail(feat)))  # P(alive) in s_k, for the prediction of s_{k+1}
+            w = alive_in(torch.sigmoid(wm.avail(feat))) * running[:, None]  # [L*B, N]: P(i alive in s_k, s_k real)
+            weights.append(((w * r_m).sum(-1), w.sum(-1)))
         else:
             total = total + r_m.sum(-1)
+    if living:  # the unscored share of each step's N terms at r̄_k, the start state's mean scored R̂_m of step k
+        scored, weight = (torch.stack(x).view(H, L, B) for x in zip(*weights))
+        r_all = scored.sum((0, 1)) / weight.sum((0, 1)).clamp(min=1e-12)  # [B], all steps
+        w_k = weight.sum(1)  # [H, B]
+        r_bar = torch.where(w_k > 1e-6, scored.sum(1) / w_k.clamp(min=1e-12), r_all)  # [H, B]
+        total = (scored + (N - weight) * r_bar[:, None]).sum(0)  # [L, B]
     r_m = total.view(L, B)
-    if living:  # the unscored share of the N*H terms at r̄, the start state's mean over its scored predictions
-        weight = weight.view(L, B)
-        r_bar = r_m.sum(0) / weight.sum(0).clamp(min=1e-12)  # [B]
-        r_m = r_m + (N * H - weight) * r_bar
     best = r_m.mean(1).argmin().expand(B) if global_argmin else r_m.argmin(0)  # [B]
     arange = torch.arange(B, device=h1.device)
     return candidates[best, arange], r_m[best, arange], r_m[0]
@@ -645,10 +643,9 @@ def imagine(wm, actor, critic, rm, h, z, args, L, H):
     for _ in range(args.horizon):
         feat = wm.feat(h, z)  # [M, N, F]
         action, avail, logits = policy_step(wm, actor, feat)
-        alive = alive_in(torch.sigmoid(wm.avail(feat))) if args.mag and args.mag_living_mean else None  # [M, N]
         h, prior = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
         if args.mag:
-            z, score, score_first = plan_to_predict(wm, actor, rm, h, prior, L, H, args.mag_global_argmin, alive,
+            z, score, score_first = plan_to_predict(wm, actor, rm, h, prior, L, H, args.mag_global_argmin,
                                                     args.mag_living_mean)
             chosen.append(score), first.append(score_first)
         else:

@@ -18,12 +18,12 @@ predictions against plain one-step model samples (MAMBA), with ONE trained model
    transitions of every episode, where allies die, count. `--full-windows`: only starts with all K steps
    scored (this script's earlier t0 <= T-1-K, a fixed population).
 3. True model error at imagined step k, the label R̂_m is trained on (mag.rm_loss, --mag-living-mean):
-   e_k = Σ_{i alive in o_{t0+k-1}} ||ô^i_{t0+k} - o^i_{t0+k}||_2 + |R̂^i_{t0+k-1} - r_{t0+k-1}|, with (ô, R̂)
+   e_k = Σ_{i alive in o_{t0+k}} ||ô^i_{t0+k} - o^i_{t0+k}||_2 + |R̂^i_{t0+k-1} - r_{t0+k-1}|, with (ô, R̂)
    decoded from the imagined latent and (o, r) the real ones. A dead agent's all-zero observation is not
    counted (`--label all`: every agent, the paper's sum, in which dead agents add almost nothing).
    Accumulated error E_k = Σ_{j<=k} e_j.
 4. The paper's own proxy, for comparison: free rollouts where the policy also picks the actions, error
-   measured by R̂_m: per step N times the mean of R̂_m(s^i_k) weighted by the model's P(i alive in s_{k-1})
+   measured by R̂_m: per step N times the mean of R̂_m(s^i_k) weighted by the model's P(i alive in s_k)
    and P(no end up to s_k) (`--label all`: Σ_i R̂_m(s^i_k)). MAG minimises this kind of quantity, so the
    proxy favours it by construction; the true error above does not. The same free rollouts give the model's
    expected number of dead allies (`dead_*`, from its legal-action head: no-op legal = dead) and its P(no
@@ -97,7 +97,7 @@ def start_states(wm, episodes, K, stride, full_windows=False):
     length = torch.as_tensor([len(r) for _, _, r, _ in episodes])[b]  # [S]
     obs_t = torch.as_tensor(obs)
     return dict(h=h[t0, b], z=z[t0, b], action=torch.as_tensor(act)[steps, b[:, None]],  # [S, K, N]
-                avail=torch.as_tensor(avail)[steps, b[:, None]], next_obs=obs_t[steps + 1, b[:, None]],
+                next_avail=torch.as_tensor(avail)[steps + 1, b[:, None]], next_obs=obs_t[steps + 1, b[:, None]],
                 reward=torch.as_tensor(rew)[steps, b[:, None]], scored=(steps + 1 <= length[:, None] - 1).float(),
                 episode=b)
 
@@ -111,10 +111,10 @@ def clustered_se(d, cluster):
 
 def true_error(wm, feat, starts, k, living):
     """e_k of every start [S]: the R̂_m label (mag.rm_loss) of imagined step k against the real transition,
-    summed over the agents alive in o_{t0+k-1} (living) or over all agents."""
+    summed over the agents alive in the real o_{t0+k} (living) or over all agents."""
     err = mag.prediction_error(wm, feat, starts["next_obs"][:, k], starts["reward"][:, k], torch.ones(len(feat)))
     if living:
-        err = err * mag.alive_in(starts["avail"][:, k])  # [S, N]
+        err = err * mag.alive_in(starts["next_avail"][:, k])  # [S, N]
     return err.sum(-1)
 
 
@@ -127,21 +127,20 @@ def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planne
     running = torch.ones(len(h))
     dead, still = [], []
     for k in range(K):
-        feat = wm.feat(h, z)
-        alive = mag.alive_in(torch.sigmoid(wm.avail(feat)))  # [S, N]: P(alive) in s_{k-1}
         if free:
-            a, _, _ = mag.policy_step(wm, actor, feat)
+            a, _, _ = mag.policy_step(wm, actor, wm.feat(h, z))
         else:
             a = starts["action"][:, k]
         h, prior = wm.transition(F.one_hot(a, wm.n_actions).float(), z, h)
-        z = (mag.plan_to_predict(wm, actor, rm, h, prior, L, H, global_argmin, alive, planner_living)[0] if use_mag
+        z = (mag.plan_to_predict(wm, actor, rm, h, prior, L, H, global_argmin, planner_living)[0] if use_mag
              else mag.sample_onehot(prior))
         feat = wm.feat(h, z)
         if not free:
             out.append(true_error(wm, feat, starts, k, living))
             continue
         running = running * torch.sigmoid(wm.pcont(feat).squeeze(-1)).mean(-1)
-        dead.append((1 - mag.alive_in(torch.sigmoid(wm.avail(feat)))).sum(-1)), still.append(running)
+        alive = mag.alive_in(torch.sigmoid(wm.avail(feat)))  # [S, N]: P(alive) in s_k
+        dead.append((1 - alive).sum(-1)), still.append(running)
         if living:
             w = alive * running[:, None] + 1e-6  # [S, N]
             out.append(feat.shape[-2] * (w * rm(feat)).sum(-1) / w.sum(-1))
@@ -162,7 +161,7 @@ def main():
     p.add_argument("--full-windows", action="store_true",
                    help="only starts with all K steps inside the episode (the earlier t0 <= T-1-K)")
     p.add_argument("--label", choices=("living", "all"), default="living",
-                   help="true error over the agents alive before each step (R̂_m's label) or over all agents")
+                   help="true error over the agents alive in each real next observation (R̂_m's label) or all agents")
     p.add_argument("--planner", choices=("checkpoint", "living", "sum"), default="checkpoint",
                    help="MAG's score: the run's own (--mag-living-mean or not), the living mean, or the paper's sum")
     p.add_argument("--mag-l", type=int, default=None)

@@ -145,10 +145,10 @@ class DyingModel(nn.Module):
 
 
 def test_living_score_does_not_prefer_predicted_deaths():
-    """A death predicted at the first step is as costly as any other prediction (R̂_m 1.0), but once dead an agent
-    is nearly free (0.05: what the paper's label teaches R̂_m, dead observations being all zeros). The paper's sum
-    then prefers the candidates with the most deaths; the living score gives every candidate the same N*H, however
-    many agents die, including the one in which all die and the episode ends."""
+    """Every living agent's prediction costs R̂_m 1.0; a dead agent costs 1.0 at the step it dies and 0.05 later
+    (what the paper's label teaches R̂_m, dead observations being all zeros). The paper's sum then prefers the
+    candidates with the most deaths; the living score gives every candidate the same N*H, however many agents die,
+    including those in which all die and the episode ends."""
     wm, L, H, B, N = DyingModel(), 8, 4, 256, 3
     actor = lambda feat: torch.zeros(*feat.shape[:-1], 3)  # noqa: E731
 
@@ -157,6 +157,7 @@ def test_living_score_does_not_prefer_predicted_deaths():
         return (1 - dead) * 1.0 + dead * (first_prediction * 1.0 + (1 - first_prediction) * 0.05)
 
     h1, prior = torch.ones(B, N, 1), torch.zeros(B, N, 1, 4)  # every agent alive or dead with probability 1/2
+    prior[0, :, :, :2] = -1e4  # start 0: every candidate kills every agent and ends the episode at once
     for living in (True, False):
         torch.manual_seed(0)
         z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, living=living)
@@ -165,7 +166,8 @@ def test_living_score_does_not_prefer_predicted_deaths():
         cand = mag.sample_onehot(prior.expand(L, *prior.shape))
         deaths = wm.dead(cand[..., 0, :]).sum(-1)  # [L, B]
         if living:
-            assert torch.allclose(chosen, torch.full((B,), float(N * H)), atol=1e-3)
+            assert torch.allclose(chosen[1:], torch.full((B - 1,), float(N * H)), atol=1e-3)
+            assert torch.isfinite(chosen[0]) and chosen[0] == first[0]  # nothing scored: all candidates alike
             assert torch.allclose(first, chosen, atol=1e-3)  # every candidate scores N*H: no preference
         else:
             expected = N + (H - 1) * ((N - deaths) + 0.05 * deaths)  # [L, B]: decreasing in the deaths
@@ -176,51 +178,53 @@ def test_living_score_does_not_prefer_predicted_deaths():
 
 def test_living_score_matches_a_slow_reference():
     """Soft P(alive) and P(continue), unequal R̂_m: the vectorised score equals a loop over candidates, start
-    states, steps and agents of Σ_k Σ_i [w_ki R̂_m + (1 - w_ki) r̄] with r̄ the start's mean scored R̂_m."""
+    states, steps and agents of Σ_k Σ_i [w_ki R̂_m + (1 - w_ki) r̄_k] with r̄_k the start's mean scored R̂_m of
+    step k."""
     wm, L, H, B, N = DyingModel(avail_logit=1.5, pcont_logit=0.7), 5, 3, 16, 3
     cost = torch.tensor([1.0, 1.6, 0.2, 0.4])
     rm = lambda feat: feat[..., :4] @ cost + 0.1 * feat[..., -1]  # noqa: E731  (later predictions cost more)
     actor = lambda feat: torch.zeros(*feat.shape[:-1], 3)  # noqa: E731
     torch.manual_seed(1)
-    h1, prior, alive0 = torch.ones(B, N, 1), torch.randn(B, N, 1, 4), torch.rand(B, N)
+    h1, prior = torch.ones(B, N, 1), torch.randn(B, N, 1, 4)
     torch.manual_seed(2)
-    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, alive0=alive0, living=True)
+    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, living=True)
     torch.manual_seed(2)
     cand = mag.sample_onehot(prior.expand(L, *prior.shape))  # [L, B, N, 1, 4]
     score = torch.zeros(L, B)
-    scored, weights = torch.zeros(L, B), torch.zeros(L, B)
     for b in range(B):
+        scored, weights = torch.zeros(H, L), torch.zeros(H, L)
         for l in range(L):
             feat0 = wm.feat(h1[b], cand[l, b])  # [N, F]
-            running, alive = 1.0, alive0[b]
+            running = 1.0
             for k in range(H):
                 feat = feat0.clone()
                 feat[:, -1] = 1 + k
                 running = running * torch.sigmoid(wm.pcont(feat)[:, 0]).mean()
+                alive = 1 - torch.sigmoid(wm.avail(feat)[:, 0])
                 for i in range(N):
                     w = alive[i] * running
-                    scored[l, b] += w * rm(feat[i])
-                    weights[l, b] += w
-                alive = 1 - torch.sigmoid(wm.avail(feat)[:, 0])
-        r_bar = scored[:, b].sum() / weights[:, b].sum()
-        score[:, b] = scored[:, b] + (N * H - weights[:, b]) * r_bar
+                    scored[k, l] += w * rm(feat[i])
+                    weights[k, l] += w
+        for k in range(H):
+            r_bar = scored[k].sum() / weights[k].sum()
+            score[:, b] += scored[k] + (N - weights[k]) * r_bar
     best = score.argmin(0)
     assert torch.allclose(first, score[0], atol=1e-4) and torch.allclose(chosen, score.min(0).values, atol=1e-4)
     assert torch.equal(z, cand[best, torch.arange(B)])
 
 
 def test_rm_label_counts_living_agents_with_a_real_next_observation():
-    """The label mask of rm_loss: an agent dead in o_t (no-op legal) and transitions into the absorbing row or
-    into a new episode are not labelled; the paper's form labels every agent of every in-episode transition."""
+    """The label mask of rm_loss: an agent dead in o_{t+1} (only its no-op legal) and transitions into the absorbing
+    row or into a new episode are not labelled; the paper's form labels every agent of every in-episode transition."""
     T, B, N, A = 4, 1, 2, 3
     avail = torch.tensor([0.0, 1.0, 1.0]).repeat(T, B, N, 1)  # alive: stop and a move legal, no-op not
-    avail[1:, 0, 1] = torch.tensor([1.0, 0.0, 0.0])  # agent 1 dead from row 1 on: only its no-op is legal
+    avail[1:, 0, 1] = torch.tensor([1.0, 0.0, 0.0])  # agent 1 dead from row 1 on
     batch = dict(avail=avail, first=torch.tensor([[1.0], [0.0], [0.0], [1.0]]),
                  fake=torch.tensor([[0.0], [0.0], [1.0], [0.0]]))
     mask = mag.rm_label_mask(batch, living=True)  # [T-1, B, N]: transitions 0->1, 1->2 (absorbing), 2->3 (new)
-    assert mask[:, 0].tolist() == [[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    assert mask[:, 0].tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
     batch["fake"] = torch.zeros(T, 1)
-    assert mag.rm_label_mask(batch, living=True)[:, 0].tolist() == [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
+    assert mag.rm_label_mask(batch, living=True)[:, 0].tolist() == [[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]
     assert mag.rm_label_mask(batch, living=False)[:, 0].tolist() == [[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
 
 
@@ -341,7 +345,7 @@ def test_figure_3_scores_every_start_and_the_last_transitions():
 
     feat = torch.randn(len(starts["h"]), N, wm.feat_dim)
     all_agents = fig3.true_error(wm, feat, starts, 0, living=False)
-    starts["avail"][:, 0, 1] = torch.tensor([1.0, 0, 0, 0])  # agent 1 dead before the first step
+    starts["next_avail"][:, 0, 1] = torch.tensor([1.0, 0, 0, 0])  # agent 1 dead in the first real next observation
     err = mag.prediction_error(wm, feat, starts["next_obs"][:, 0], starts["reward"][:, 0], torch.ones(len(feat)))
     alone = err[:, 0]  # agent 0's
     assert torch.allclose(fig3.true_error(wm, feat, starts, 0, living=True), alone)
