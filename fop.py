@@ -9,41 +9,47 @@ and the individual policy loss Eq. 11, in the order of Algorithm 1.
     python fop.py --env mtq                   # Fig. 2: continuous actions; saves runs/<run>/mtq_path.png
     python fop.py --checkpoint runs/<run>/checkpoint.pt                # resume an interrupted run
     python fop.py --checkpoint runs/<run>/checkpoint.pt --eval-only    # evaluate a checkpoint
-    python fop.py --single-alpha --entropy-mean --no-critic-history --epsilon-floor   # the authors' code choices
+    python fop.py --map 3m --capture-video    # + a GIF of one evaluation episode per evaluation in runs/<run>/videos
 
-Where this script departs from the paper (paper) or the authors' code (C, liyheng/FOP):
-  * Individual temperatures: alpha_i from the weight network by Sec. 4.3's formula (paper), estimated per agent as a ratio
-    of batch sums with one joint action u ~ pi_jt, and updated after the networks (Algorithm 1, line 12).
-    C uses the team alpha everywhere: --single-alpha.
-  * Entropy of the joint policy: log pi_jt = sum_i log pi_i (paper); C takes the mean over agents: --entropy-mean.
-  * Q_i(tau_i, u_i) is a GRU over the agent's history (paper); C's critic is an MLP on (o_i, id): --no-critic-history.
-  * pi_i is a softmax over the legal actions (paper); C mixes an epsilon floor (1 -> 0.05 over 50k steps) into the policy
-    used both for acting and in the losses: --epsilon-floor (C also replaces the sample by a random action with
-    probability epsilon; not done here).
-  * V_i = alpha_i logsumexp(Q_i / alpha_i) over the legal actions (Eq. 6; C sums over all actions). For discrete
-    actions this is the exact minimiser of Eq. 10, so no V-network is trained; MTQ trains the V-networks of Eq. 10.
-  * Mixer (C, P does not give one): lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i sigmoid(action_k(s, u))_i
-    (--lambda-attention-bound c > 0: sum_k exp(c tanh(attention logit / c)) instead) and V_jt = sum_i V_i + V_phi(s);
-    gradients as C: dQ_jt/dQ_i = 1, lambda learns through the detached advantages, none reaches V_i (P: "will not
-    backpropagate to individual V-networks"). P's formula read literally sends dQ_jt/dQ_i = lambda_i:
-    --paper-gradient.
-  * Eq. 9 as a soft TD(lambda=0.8) return over whole episodes (C's TD(lambda)), with the entropy bonus of every
-    bootstrap and every later stored action inside the recursion; C subtracts alpha mean_i log pi_i once, outside it.
-    The bootstrap joint action u' ~ pi_jt is one sample (paper and authors' code); clipped double Q: two critic/mixer pairs (authors' code).
-  * Time-outs are terminal (as C with SMAC's continuing_episode False): the env does not return the last observation.
+Variants on SMAC maps, by what they are (README "fop.py", benchmarks/fop_results.md):
+  * the defaults, "paper temperatures + authors' mixer": the paper's per-agent alpha_i, summed log pi_jt, GRU critics
+    and softmax over the legal actions, with the authors' code's weight network and mixer gradient dQ_jt/dQ_i = 1 (a
+    hybrid: the paper gives no weight network; --paper-gradient for its formula read literally).
+  * "authors' code": --single-alpha --entropy-mean --no-critic-history --epsilon-floor.
+  * "authors' code + attention weights": the same plus --lambda-attention-bound 1.
+  * any of them + --lambda-normalise: lambda_i divided by its mean over the agents (alpha_i / alpha stays O(1)).
+
+Where this script departs from the paper or from the authors' code (liyheng/FOP):
+  * Individual temperatures: alpha_i from the weight network by Sec. 4.3's formula (paper), estimated per agent as a
+    ratio of batch sums with one joint action u ~ pi_jt, and updated after the networks (Algorithm 1, line 12). The
+    authors' code uses the team alpha everywhere: --single-alpha. Nothing fixes the scale of lambda, so alpha_i / alpha
+    drifts with it (1.6-4.1 on SMAX 3m); --lambda-normalise (ours) divides lambda_i by its mean over the agents.
+  * Entropy of the joint policy: log pi_jt = sum_i log pi_i (paper); the authors' code takes the mean over agents:
+    --entropy-mean.
+  * Q_i(tau_i, u_i) is a GRU over the agent's history (paper); the authors' critic is an MLP on (o_i, id):
+    --no-critic-history.
+  * pi_i is a softmax over the legal actions (paper); the authors' code mixes an epsilon floor (1 -> 0.05 over 50k
+    steps) into the policy used both for acting and in the losses: --epsilon-floor (it also replaces the sample by a
+    random action with probability epsilon; not done here).
+  * V_i = alpha_i logsumexp(Q_i / alpha_i) over the legal actions (Eq. 6; the authors' code sums over all actions).
+    For discrete actions this is the exact minimiser of Eq. 10, so no V-network is trained; MTQ trains the V-networks
+    of Eq. 10.
+  * Mixer (the authors' code; the paper gives none): lambda_i = sum_k |key_k(s)| sigmoid(agent_k(s))_i
+    sigmoid(action_k(s, u))_i (--lambda-attention-bound c > 0: sum_k exp(c tanh(attention logit / c)) instead) and
+    V_jt = sum_i V_i + V_phi(s); gradients as the authors' code: dQ_jt/dQ_i = 1, lambda learns through the detached
+    advantages, none reaches V_i (paper: "will not backpropagate to individual V-networks"). The paper's formula read
+    literally sends dQ_jt/dQ_i = lambda_i: --paper-gradient.
+  * Eq. 9 as a soft TD(lambda=0.8) return over whole episodes (the authors' TD(lambda)), with the entropy bonus of
+    every bootstrap and every later stored action inside the recursion; the authors' code subtracts alpha mean_i
+    log pi_i once, outside it. The bootstrap joint action u' ~ pi_jt is one sample (paper and authors' code); clipped
+    double Q: two critic/mixer pairs (authors' code).
+  * Time-outs are terminal (as the authors' code with SMAC's continuing_episode False): the env does not return the
+    last observation.
   * Batched envs: whole episodes go to the buffer as they end; each ended episode pays `--updates-per-episode`
-    updates of `--batch-size` episodes (authors' code: one update per episode); targets are copied every 200 updates (authors' code: 200
-    episodes, which C runs one update each).
-  * MTQ (no code from C): tanh-squashed Gaussian policies starting at (0, 0), MLP Q_i(o_i, u_i) and V_i(o_i), rewards
-    x 0.1 (paper); alpha 1 -> 0.01 over the first 10k of 20k steps and 2 updates of 128 episodes per 32 episodes (ours).
-    Actions while training are uniform in [-10, 10] (--explore 1, ours; P's Appendix D.1 is not in our text): the
-    one-step target is the reward, so off-policy data biases nothing, and Q_i sees the narrow optimum at (5, 5). With
-    the policy's own samples (--explore 0) the greedy action went to (-5, -5) in 16 of 20 seeds (fop_results.md).
-    Matrix game (no code from C): alpha 1 -> 0.01 over 10k steps (paper Table 2); 4 updates per 32 episodes (ours);
-    acting by pi_i. Its weight network is bounded attention (--lambda-attention-bound 1, fsv.py's; P gives no
-    architecture) with the team alpha (--single-alpha, C): 10 of 10 seeds reach (A, A) with Q_jt(A, A) = 8 +- 0.1.
-    C's weights, or the per-agent alpha_i, miss it in most seeds (benchmarks/fop_results.md). On SMAX 3m these
-    weights with C's flags reached 0.906 / 0.875 at 500k env steps (seeds 2 / 1; C's weights: 0.41).
+    updates of `--batch-size` episodes (authors' code: one update per episode); targets are copied every 200 updates
+    (authors' code: every 200 episodes, at one update each).
+MTQ
+MATRIX
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
@@ -96,10 +102,9 @@ class Args:
     env: str = "smac"
     """smac (a SMAC map), matrix (the matrix game of Table 1) or mtq (Max of Two Quadratics, Fig. 2)"""
     map: str = "3m"
-    """SMAC map (with --env smac), one of games.SMAC_MAPS: 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m,
-    27m_vs_30m, 2s3z, 3s5z, 3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor (these are
-    games.SMAX_MAPS, the ones SMAX plays), and on StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling,
-    bane_vs_bane, 2s_vs_1sc"""
+    """SMAC map (with --env smac), a key of games.SMAC_MAPS (an unknown name lists them all): 3m, 8m, 25m, 5m_vs_6m,
+    8m_vs_9m, 2s3z, 3s5z, 3s_vs_5z, 6h_vs_8z, corridor, ...; SMAX plays those in games.SMAX_MAPS, the others (MMM,
+    MMM2, 1c3s5z, ...) need StarCraft II"""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 8
@@ -148,7 +153,10 @@ class Args:
     """mix epsilon-uniform into pi_i, epsilon 1 -> 0.05 over 50k steps, for acting and losses (authors' code)"""
     explore: float = 0.0
     """probability that an agent acts uniformly at random instead of sampling pi_i, while training only; the losses
-    are unchanged (ours; mtq: 1, uniform data as in FSV's toy protocol, see the module docstring)"""
+    are unchanged (ours; mtq: 1, see the module docstring)"""
+    explore_steps: Optional[int] = None
+    """--explore applies during the first this many env steps, then the agents act by pi_i alone (Algorithm 1,
+    line 4); None: throughout (mtq: 10k, the alpha anneal)"""
     reward_scale: float = 1.0
     """reward multiplier (mtq: 0.1, paper Sec. 5.1)"""
     hidden_dim: int = 64
@@ -184,13 +192,14 @@ ENV_DEFAULTS = {
     "smac": {},
     "matrix": dict(total_timesteps=10_000, eval_interval=1_000, alpha_start=1.0, alpha_end=0.01,
                    alpha_anneal_steps=10_000, num_envs=32, updates_per_episode=0.125, checkpoint_interval=10_000,
-                   lambda_attention_bound=1.0, single_alpha=True),
+                   lambda_attention_bound=1.0, single_alpha=True, explore=1.0),
     "mtq": dict(total_timesteps=20_000, eval_interval=500, alpha_start=1.0, alpha_end=0.01, alpha_anneal_steps=10_000,
                 num_envs=32, updates_per_episode=0.0625, batch_size=128, buffer_size=20_000, learning_starts=256,
                 reward_scale=0.1, checkpoint_interval=20_000, log_interval=500, explore=1.0),
 }
 
 
+HELP = __doc__[: __doc__.index("Where this script departs")].strip()  # --help: the commands and the variants
 PROGRESS_SECONDS = 30
 """a progress line at least this often (seconds of wall time)"""
 
@@ -448,6 +457,11 @@ def individual_temperatures(adv, lam, mask):
     return torch.minimum(torch.maximum(ratio, 1 / hi), 1 / lo)
 
 
+def explore_probability(args, step):
+    """--explore during the first --explore-steps env steps (all of them without it), then 0."""
+    return args.explore if args.explore_steps is None or step < args.explore_steps else 0.0
+
+
 def team_alpha(args, step):
     """The team temperature alpha, annealed linearly (authors' code: max(0.05, 0.5 - t / 2e5))."""
     frac = min(1.0, step / max(1, args.alpha_anneal_steps))
@@ -591,14 +605,14 @@ def print_matrix_tables(q_i, q_jt, greedy):
 def parse_args():
     """Two passes: the first finds --env and --checkpoint, which supply the defaults of the second, so that flags given
     on the command line win and a resumed run keeps its own settings."""
-    first = tyro.cli(Args)
+    first = tyro.cli(Args, description=HELP)
     if first.env not in ENV_DEFAULTS:
         fail(f"unknown --env {first.env!r}; choose smac, matrix or mtq")
     ckpt, default = None, Args(env=first.env, **ENV_DEFAULTS[first.env])
     if first.checkpoint is not None:
         ckpt = load_checkpoint(first.checkpoint)
         default = Args(**{**ckpt["args"], "checkpoint": first.checkpoint, "eval_only": False})
-    args = tyro.cli(Args, default=default)
+    args = tyro.cli(Args, default=default, description=HELP)
     return args, ckpt
 
 
@@ -638,6 +652,7 @@ def validate(args, ckpt=None):
         (args.target_entropy_scale >= 0 and args.reward_scale > 0 and args.grad_norm_clip > 0,
          "--target-entropy-scale must be >= 0, --reward-scale and --grad-norm-clip > 0"),
         (0 <= args.explore <= 1, f"--explore must be in [0, 1], got {args.explore}"),
+        (args.explore_steps is None or args.explore_steps >= 0, f"--explore-steps must be >= 0, got {args.explore_steps}"),
         (args.lambda_attention_bound >= 0, f"--lambda-attention-bound must be >= 0, got {args.lambda_attention_bound}"),
         (args.video_interval >= 1, f"--video-interval must be >= 1, got {args.video_interval}"),
         (not args.capture_video or args.env == "smac", "--capture-video needs a StarCraft map (--env smac)"),
@@ -936,9 +951,10 @@ def train(args, ckpt=None):
             logits, h = policy(agent_inputs(torch.as_tensor(obs, device=device), last, A)[:, None], h)
             pi = policy_probs(logits[:, 0], t_avail, epsilon(args, c["global_step"]))  # [E, N, A]
             actions = torch.multinomial(pi.view(-1, A), 1).view(E, N)
-            if args.explore > 0:  # a uniform legal action with probability --explore
+            explore = explore_probability(args, c["global_step"])
+            if explore > 0:  # a uniform legal action with probability --explore
                 uniform = torch.multinomial(t_avail.view(-1, A), 1).view(E, N)
-                actions = torch.where(torch.rand(E, N, device=device) < args.explore, uniform, actions)
+                actions = torch.where(torch.rand(E, N, device=device) < explore, uniform, actions)
         np_actions = actions.cpu().numpy()
         next_obs, next_state, next_avail, reward, done, info = env.step(np_actions)
         t_idx, rows = staged["length"], np.arange(E)
@@ -1020,6 +1036,22 @@ def save_mtq_figure(path, trail, filename):
     fig.tight_layout()
     fig.savefig(filename, dpi=100)
     plt.close(fig)
+
+
+@torch.no_grad()
+def mtq_individual(policy, critics, x, bound, points=401):
+    """Each agent's individual critic Q_i(u_i) = min_j Q_i^j(tau_i, u_i) (what Eq. 11 trains pi_i on) and the density
+    of pi_i(u_i | tau_i) on a grid of u_i inside (-bound, bound). x: the agents' inputs [N, in] ->
+    {"grid" [G], "q" [N, G], "pi" [N, G]} as NumPy arrays."""
+    grid = torch.linspace(-bound, bound, points, device=x.device)[1:-1]                      # [G], the open interval
+    G, N = len(grid), x.shape[0]
+    xq = torch.cat([x[:, None].expand(N, G, x.shape[-1]), (grid / bound)[None, :, None].expand(N, G, 1)], -1)
+    q = torch.min(*[critic(xq).squeeze(-1) for critic in critics])                            # [N, G]
+    h = policy.net(x)
+    mu, std = policy.mean(h), policy.log_std(h).clamp(-5, 2).exp()                           # [N, 1]
+    z = torch.atanh(grid / bound)                                                             # u = bound tanh(z)
+    pi = torch.distributions.Normal(mu, std).log_prob(z).exp() / (bound * (1 - (grid / bound) ** 2))  # [N, G]
+    return {"grid": grid.cpu().numpy(), "q": q.cpu().numpy(), "pi": pi.cpu().numpy()}
 
 
 def train_mtq(args, ckpt=None):
@@ -1153,9 +1185,10 @@ def train_mtq(args, ckpt=None):
             checkpoint()
         with torch.no_grad():
             actions = policy(inputs(torch.as_tensor(obs, device=device)))[0][..., 0]  # [E, N]
-            if args.explore > 0:  # uniform in [-bound, bound] with probability --explore
+            explore = explore_probability(args, c["global_step"])
+            if explore > 0:  # uniform in [-bound, bound] with probability --explore
                 uniform = (2 * torch.rand(E, N, device=device) - 1) * bound
-                actions = torch.where(torch.rand(E, N, device=device) < args.explore, uniform, actions)
+                actions = torch.where(torch.rand(E, N, device=device) < explore, uniform, actions)
             actions = actions.cpu().numpy()
         next_obs, next_state, _, reward, done, info = env.step(actions)
         rows = (buf["pos"] + np.arange(E)) % C
@@ -1196,8 +1229,9 @@ def train_mtq(args, ckpt=None):
         print(f"checkpoint: runs/{run_name}/checkpoint.pt")
     print(f"done: {c['global_step']:,} env steps, {c['updates']:,} updates, {time.time() - start_time:.0f} s")
     writer.close()
+    individual = mtq_individual(policy, critics, inputs(torch.ones(1, N, env.obs_dim, device=device))[0], bound)
     return {"final_action": u, "reward": ret, "won": won, "path": path, "run_name": run_name,
-            "global_step": c["global_step"], "updates": c["updates"]}
+            "global_step": c["global_step"], "updates": c["updates"], "individual": individual}
 
 
 if __name__ == "__main__":

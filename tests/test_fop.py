@@ -172,24 +172,22 @@ def test_make_run_dir_unique_names_and_unwritable_runs(tmp_path, monkeypatch, ca
 # Matrix game: the issue's test (3 seeds reach (A, A) with Q_jt(A, A) within 1 of 8). MTQ: 4 of 5 seeds at (5, 5).
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_matrix_game_reaches_the_optimum_as_table_1b(tmp_path, monkeypatch, seed):
-    """Table 1b with the --env matrix defaults (10k steps, alpha 1 -> 0.01, bounded attention weights, team alpha):
-    the agents' greedy actions are (A, A), Q_jt(A, A) is within 1 of 8, and Q_jt keeps the penalties below the
-    optimum (every other cell at least 4 below it)."""
+    """Table 1b with the --env matrix defaults (10k steps, alpha 1 -> 0.01, bounded attention weights, team alpha,
+    uniform exploration): the agents' greedy actions are (A, A) and Q_jt reproduces every cell of the payoff within 1
+    (Table 1b; max cell error 0.52 over seeds 1-10, benchmarks/fop_results.md)."""
     monkeypatch.chdir(tmp_path)
     r = quiet(fop.train, toy_args("matrix", seed=seed))
     assert r["greedy"] == (0, 0), (r["greedy"], r["q_jt"], r["q_i"])
-    assert abs(r["q_jt"][0, 0] - 8) < 1.0, r["q_jt"]
-    others = np.delete(r["q_jt"].flatten(), 0)
-    assert others.max() < r["q_jt"][0, 0] - 4, r["q_jt"]
+    assert np.abs(r["q_jt"] - games.MatrixGame.PAYOFF).max() < 1.0, r["q_jt"]
 
 
 def test_matrix_game_individual_greedy_actions_are_a_greedy_joint_action(tmp_path, monkeypatch):
-    """IGO (Sec. 3) with C's weight network (which does not solve the game reliably here, benchmarks/fop_results.md):
-    the agents' greedy actions still form a greedy joint action of the learned Q_jt, and Q_jt reproduces the payoff
-    there."""
+    """IGO (Sec. 3) with the authors' weight network, acting by pi_i (which does not solve the game reliably here,
+    benchmarks/fop_results.md): the agents' greedy actions still form a greedy joint action of the learned Q_jt, and
+    Q_jt reproduces the payoff there."""
     monkeypatch.chdir(tmp_path)
     r = quiet(fop.train, toy_args("matrix", seed=1, total_timesteps=5_000, alpha_anneal_steps=5_000,
-                                  lambda_attention_bound=0.0))
+                                  lambda_attention_bound=0.0, explore=0.0))
     g = r["greedy"]
     assert r["q_jt"][g] >= r["q_jt"].max() - 0.5, (g, r["q_jt"])
     assert abs(r["q_jt"][g] - games.MatrixGame.PAYOFF[g]) < 1.0, (g, r["q_jt"])
