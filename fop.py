@@ -48,8 +48,21 @@ Where this script departs from the paper or from the authors' code (liyheng/FOP)
   * Batched envs: whole episodes go to the buffer as they end; each ended episode pays `--updates-per-episode`
     updates of `--batch-size` episodes (authors' code: one update per episode); targets are copied every 200 updates
     (authors' code: every 200 episodes, at one update each).
-MTQ
-MATRIX
+  * MTQ (no code from the authors): tanh-squashed Gaussian policies starting at (0, 0), MLP Q_i(o_i, u_i) and
+    V_i(o_i), rewards x 0.1 (paper); alpha 1 -> 0.01 over the first 10k of 20k steps and 2 updates of 128 episodes per
+    32 episodes (ours). Actions while training are uniform in [-10, 10] (--explore 1, ours; the paper's Appendix D.1
+    is not in our text): the one-step target is the reward, so off-policy data biases nothing, and Q_i sees the narrow
+    optimum at (5, 5). With the policy's own samples (--explore 0) the greedy action went to (-5, -5) in 16 of 20
+    seeds (benchmarks/fop_results.md).
+  * Matrix game (no code from the authors): alpha 1 -> 0.01 over 10k steps (paper Table 2); 4 updates per 32
+    episodes (ours). Its weight network is bounded attention (--lambda-attention-bound 1, fsv.py's; the paper gives no
+    architecture) with the team alpha (--single-alpha, authors' code), and the agents act uniformly at random while
+    training (--explore 1, the QTRAN / FSV matrix-game protocol; the losses are the paper's, and the one-step target
+    is the reward, so off-policy data biases nothing): 10 of 10 seeds reach (A, A) and Q_jt reproduces every cell of
+    Table 1b within 0.52. Acting by pi_i (--explore 0) also reaches (A, A) in 10 of 10, but the cells it stops
+    visiting drift by up to 1.84; the authors' weights or the per-agent alpha_i miss (A, A) in most seeds
+    (benchmarks/fop_results.md). On SMAX 3m these weights with the authors' flags reached 0.906 / 0.875 at 500k env
+    steps (seeds 2 / 1; the authors' weights: 0.41).
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
@@ -156,7 +169,7 @@ class Args:
     are unchanged (ours; mtq: 1, see the module docstring)"""
     explore_steps: Optional[int] = None
     """--explore applies during the first this many env steps, then the agents act by pi_i alone (Algorithm 1,
-    line 4); None: throughout (mtq: 10k, the alpha anneal)"""
+    line 4); None: throughout"""
     reward_scale: float = 1.0
     """reward multiplier (mtq: 0.1, paper Sec. 5.1)"""
     hidden_dim: int = 64
