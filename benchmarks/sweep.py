@@ -25,7 +25,9 @@ logged after its checkpoint is dropped, as TensorBoard shows it) and keeps the l
 resumed run contributes its final trajectory. Runs of one variant are aligned on env steps (evaluation steps closer
 than half the evaluation spacing are one point), and per step it reports the number of seeds, the mean, a 95%
 percentile-bootstrap interval of the mean over seeds (10,000 resamples; with 2-3 seeds it is narrower than a t
-interval would be: read it as a description of the seeds, not a guarantee) and, with >= 4 seeds, the interquartile mean.
+interval would be: read it as a description of the seeds, not a guarantee) and, with >= 4 seeds, the interquartile mean,
+in a summary CSV with the long CSV's columns whose `seed` column names the statistic (seeds, mean, ci95_low, ci95_high,
+iqm).
 """
 
 import argparse
@@ -49,6 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("mazero", "mag", "fop", "fsv")
 TOY_ENVS = {"fop": ("matrix", "mtq"), "fsv": ("matrix", "mtq")}  # the scripts that play toy games, via --env
+SUMMARY_STATS = ("mean", "ci95_low", "ci95_high", "iqm")  # the summary CSV's statistics over seeds, after "seeds"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+=-]*(_[A-Za-z0-9.+=-]+)*$")  # no "__", the run directory's separator
 
 
@@ -470,10 +473,13 @@ def cmd_plot(a):
         w = csv.writer(f)
         w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
         w.writerows((*row[:6], f"{row[6]:.6g}") for row in long_rows)
-    with open(f"{out}_summary.csv", "w", newline="") as f:
+    with open(f"{out}_summary.csv", "w", newline="") as f:  # the long CSV's columns; `seed` names the statistic
         w = csv.writer(f)
-        w.writerow(["script", "map", "variant", "metric", "step", "seeds", "mean", "ci95_low", "ci95_high", "iqm"])
-        w.writerows((*row[:6], *(f"{x:.6g}" for x in row[6:])) for row in summary)
+        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
+        for sc, mp, var, m, step, n, *stats in summary:
+            w.writerow((sc, mp, var, "seeds", step, m, n))
+            w.writerows((sc, mp, var, name, step, m, f"{x:.6g}") for name, x in zip(SUMMARY_STATS, stats)
+                        if not np.isnan(x))
     plot_png(f"{out}.png", summary, long_rows, metrics[0], order, groups, a)
     report(summary, metrics[0], order, groups)
     print(f"[plot] wrote {out}.csv, {out}_summary.csv and {out}.png")
@@ -588,8 +594,9 @@ def main(argv=None):
 
     q = sub.add_parser("plot", help="long CSV, summary CSV and PNG of what the runs logged",
                        description="Read the TensorBoard events of sweeps or run directories and write <out>.csv "
-                                   "(script,map,variant,seed,step,metric,value), <out>_summary.csv (per variant and "
-                                   "step: seeds, mean, 95%% bootstrap CI of the mean, IQM with >= 4 seeds) and "
+                                   "(script,map,variant,seed,step,metric,value), <out>_summary.csv (the same columns, "
+                                   "with the statistic over seeds in place of the seed: seeds, mean, ci95_low, "
+                                   "ci95_high of a 95%% bootstrap CI of the mean, iqm with >= 4 seeds) and "
                                    "<out>.png (mean and shaded CI per variant against env steps).")
     q.add_argument("paths", nargs="+", help="sweep directories, sweep run directories or a script's run directories")
     q.add_argument("--metric", action="append", help="scalar tag, repeatable; the first is plotted "

@@ -153,9 +153,12 @@ def test_plot_writes_the_columns_and_intervals(tmp_path):
     resumed = [(int(r[4]), float(r[6])) for r in rows[1:] if r[2] == "resumed"]
     assert resumed == [(0, 0.1), (100, 0.2), (200, 0.9), (300, 1.0), (400, 0.95)]  # the final trajectory, once each
     summ = read_csv(tmp_path / "res_summary.csv")
-    head = summ[0]
-    assert head == ["script", "map", "variant", "metric", "step", "seeds", "mean", "ci95_low", "ci95_high", "iqm"]
-    rec = [dict(zip(head, r)) for r in summ[1:]]
+    assert summ[0] == ["script", "map", "variant", "seed", "step", "metric", "value"]  # seed: the statistic's name
+    wide = {}
+    for script, mp, variant, stat, step, metric, value in summ[1:]:
+        wide.setdefault((variant, int(step), metric), {"variant": variant, "step": step})[stat] = value
+    rec = sorted(wide.values(), key=lambda r: (r["variant"], int(r["step"])))
+    assert all("iqm" not in r for r in rec if r["seeds"] != "4")  # the IQM only where there are >= 4 seeds
     for r in (r for r in rec if r["variant"] == "same"):
         assert r["seeds"] == "2" and float(r["ci95_low"]) == float(r["ci95_high"]) == float(r["mean"])
     spread_rows = [r for r in rec if r["variant"] == "spread"]
