@@ -116,8 +116,9 @@ class Args:
     """smac (a SMAC map), matrix (the matrix game of Table 1) or mtq (Max of Two Quadratics, Fig. 2)"""
     map: str = "3m"
     """SMAC map (with --env smac), a key of games.SMAC_MAPS (an unknown name lists them all): 3m, 8m, 25m, 5m_vs_6m,
-    8m_vs_9m, 2s3z, 3s5z, 3s_vs_5z, 6h_vs_8z, corridor, ...; SMAX plays those in games.SMAX_MAPS, the others (MMM,
-    MMM2, 1c3s5z, ...) need StarCraft II"""
+    8m_vs_9m, 2s3z, 3s5z, 3s_vs_5z, 6h_vs_8z, corridor, ...; SMAX plays those in games.SMAX_MAPS (with
+    smacv2_5_units, smacv2_10_units, smacv2_20_units: SMACv2 on SMAX), the others (MMM, MMM2, 1c3s5z, protoss_5_vs_5,
+    ...) need StarCraft II"""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 8

@@ -125,9 +125,10 @@ class Args:
 
     map: str = "3m"
     """SMAC map, one of games.SMAC_MAPS.
-    SMAX and SC2 (games.SMAX_MAPS): 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z,
-    3s5z_vs_3s6z, 3s_vs_3z, 3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor.
-    StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling, bane_vs_bane, 2s_vs_1sc."""
+    SMAX or SC2: 3m, 8m, 25m, 2m_vs_1z, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z, 3s5z_vs_3s6z, 3s_vs_3z,
+    3s_vs_4z, 3s_vs_5z, 6h_vs_8z, corridor. SMACv2 on SMAX only: smacv2_5_units, smacv2_10_units, smacv2_20_units.
+    StarCraft II only: MMM, MMM2, 1c3s5z, 2c_vs_64zg, so_many_baneling, bane_vs_bane, 2s_vs_1sc, and the SMACv2 maps
+    {protoss,terran,zerg}_{5_vs_5,10_vs_10,20_vs_20,10_vs_11,20_vs_23}."""
     backend: str = "auto"
     """StarCraft backend: auto (SC2 if installed, else SMAX), smax or sc2"""
     num_envs: int = 2
