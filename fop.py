@@ -50,10 +50,15 @@ Where this script departs from the paper or from the authors' code (liyheng/FOP)
     (authors' code: every 200 episodes, at one update each).
   * MTQ (no code from the authors): tanh-squashed Gaussian policies starting at (0, 0), MLP Q_i(o_i, u_i) and
     V_i(o_i), rewards x 0.1 (paper); alpha 1 -> 0.01 over the first 10k of 20k steps and 2 updates of 128 episodes per
-    32 episodes (ours). Actions while training are uniform in [-10, 10] (--explore 1, ours; the paper's Appendix D.1
-    is not in our text): the one-step target is the reward, so off-policy data biases nothing, and Q_i sees the narrow
-    optimum at (5, 5). With the policy's own samples (--explore 0) the greedy action went to (-5, -5) in 16 of 20
-    seeds (benchmarks/fop_results.md).
+    32 episodes (ours). While alpha anneals (the first 10k steps) the agents act uniformly in [-10, 10] (--explore 1
+    --explore-steps 10000, ours; the paper's Appendix D.1 is not in our text), so the critics see the narrow optimum
+    at (5, 5); then they act by pi_i (Algorithm 1), and with the 5,000-episode buffer the data become their own, so
+    that each Q_i turns from the reward averaged over the other agent's uniform action (a VDN-like fit, maximal near
+    u_i = 4.1) into the reward along the other agent's policy, which IGO needs. lambda_i is normalised to mean 1 over
+    the agents (--lambda-normalise, ours). The individual critics' argmax ends within 0.5 of (5, 5) in 16 of 20 seeds
+    at the default update budget and 16 of 20 at 4x it (the other seeds at (-5, -5)); uniform actions throughout
+    (the previous default) gave 5/5 at 1x but 0/5 at 4x in a 5-seed screen, and the policy's own samples from the
+    start (--explore 0) reach (-5, -5) in 16 of 20 seeds (benchmarks/fop_results.md, benchmarks/fop_mtq_igo.py).
   * Matrix game (no code from the authors): alpha 1 -> 0.01 over 10k steps (paper Table 2); 4 updates per 32
     episodes (ours). Its weight network is bounded attention (--lambda-attention-bound 1, fsv.py's; the paper gives no
     architecture) with the team alpha (--single-alpha, authors' code), and the agents act uniformly at random while
@@ -154,7 +159,8 @@ class Args:
     """alpha_i = alpha for every agent (authors' code); default: alpha_i from the weight network (paper Sec. 4.3)"""
     lambda_normalise: bool = False
     """divide lambda_i by its mean over the agents (per joint action), so that mean_i lambda_i = 1 and alpha_i / alpha
-    stays O(1) (ours); the value of Q_jt is still Eq. 7 with these weights; default: lambda as the network gives it"""
+    stays O(1) (ours; on by default for mtq); the value of Q_jt is still Eq. 7 with these weights; default: lambda as
+    the network gives it"""
     entropy_mean: bool = False
     """the target's entropy term with the mean over agents of log pi_i (authors' code); default: the sum, log pi_jt
     (paper)"""
@@ -170,7 +176,7 @@ class Args:
     are unchanged (ours; mtq: 1, see the module docstring)"""
     explore_steps: Optional[int] = None
     """--explore applies during the first this many env steps, then the agents act by pi_i alone (Algorithm 1,
-    line 4); None: throughout"""
+    line 4); None: throughout (mtq: 10000)"""
     reward_scale: float = 1.0
     """reward multiplier (mtq: 0.1, paper Sec. 5.1)"""
     hidden_dim: int = 64
@@ -208,8 +214,9 @@ ENV_DEFAULTS = {
                    alpha_anneal_steps=10_000, num_envs=32, updates_per_episode=0.125, checkpoint_interval=10_000,
                    lambda_attention_bound=1.0, single_alpha=True, explore=1.0),
     "mtq": dict(total_timesteps=20_000, eval_interval=500, alpha_start=1.0, alpha_end=0.01, alpha_anneal_steps=10_000,
-                num_envs=32, updates_per_episode=0.0625, batch_size=128, buffer_size=20_000, learning_starts=256,
-                reward_scale=0.1, checkpoint_interval=20_000, log_interval=500, explore=1.0),
+                num_envs=32, updates_per_episode=0.0625, batch_size=128, learning_starts=256, reward_scale=0.1,
+                checkpoint_interval=20_000, log_interval=500, explore=1.0, explore_steps=10_000,
+                lambda_normalise=True),
 }
 
 
