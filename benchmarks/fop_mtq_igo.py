@@ -1,7 +1,9 @@
 """FOP on Max of Two Quadratics: do the *individual* Q_i and pi_i concentrate at the joint optimum (5, 5)? (issue #14)
 
     OMP_NUM_THREADS=1 python benchmarks/fop_mtq_igo.py --seeds 20 --budgets 1 4 --tag defaults
-    OMP_NUM_THREADS=1 python benchmarks/fop_mtq_igo.py --seeds 20 --budgets 1 4 --tag uniform --set explore_end=1.0
+    OMP_NUM_THREADS=1 python benchmarks/fop_mtq_igo.py --seeds 5 --tag uniform --set explore_steps=None buffer_size=20000
+
+(the second: uniform actions throughout, the previous defaults; results in benchmarks/fop_results.md)
 
 Each seed is one `fop.py --env mtq` run with its defaults (plus --set overrides), called in-process, at the default
 update budget (--updates-per-episode of --env mtq) and at k times it (--budgets). At the end of training it records
@@ -99,7 +101,7 @@ if __name__ == "__main__":
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--first-seed", type=int, default=1)
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 4], help="multiples of the default updates/episode")
-    p.add_argument("--set", nargs="*", default=[], help="fop.Args overrides, e.g. explore_end=1.0")
+    p.add_argument("--set", nargs="*", default=[], help="fop.Args overrides, e.g. explore_steps=None")
     p.add_argument("--tag", required=True, help="suffix of the output files")
     a = p.parse_args()
     overrides = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.set)}

@@ -169,7 +169,8 @@ def test_make_run_dir_unique_names_and_unwritable_runs(tmp_path, monkeypatch, ca
 
 
 # ------------------------------------------------------------------------------------------------ the paper's toy games
-# Matrix game: the issue's test (3 seeds reach (A, A) with Q_jt(A, A) within 1 of 8). MTQ: 4 of 5 seeds at (5, 5), the individual critics and policies too.
+# Matrix game: the issue's test (3 seeds reach (A, A) with Q_jt(A, A) within 1 of 8). MTQ: 4 of 5 seeds at (5, 5),
+# the individual critics and policies too.
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_matrix_game_reaches_the_optimum_as_table_1b(tmp_path, monkeypatch, seed):
     """Table 1b with the --env matrix defaults (10k steps, alpha 1 -> 0.01, bounded attention weights, team alpha,
