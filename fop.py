@@ -414,14 +414,19 @@ class GaussianPolicy(nn.Module):
         nn.init.zeros_(self.mean.bias)
         self.bound = bound
 
-    def forward(self, x):  # [..., in] -> u [..., 1] (reparameterised sample), log pi(u) [...], greedy [..., 1]
+    def stats(self, x):  # [..., in] -> mean and log std of the Gaussian before the squash [..., 1]
         h = self.net(x)
-        mu, log_std = self.mean(h), self.log_std(h).clamp(-5, 2)
-        z = mu + log_std.exp() * torch.randn_like(mu)
-        # log density of u = bound tanh(z): Gaussian minus log |du/dz|, with log(1 - tanh^2 z) in a stable form
+        return self.mean(h), self.log_std(h).clamp(-5, 2)
+
+    def log_prob(self, mu, log_std, z):  # log pi of u = bound tanh(z) [..., 1] -> [...]
+        # Gaussian minus log |du/dz|, with log(1 - tanh^2 z) in a stable form
         log_det = math.log(self.bound) + 2 * (math.log(2) - z - F.softplus(-2 * z))
-        log_prob = (torch.distributions.Normal(mu, log_std.exp()).log_prob(z) - log_det).squeeze(-1)
-        return self.bound * torch.tanh(z), log_prob, self.bound * torch.tanh(mu)
+        return (torch.distributions.Normal(mu, log_std.exp()).log_prob(z) - log_det).squeeze(-1)
+
+    def forward(self, x):  # [..., in] -> u [..., 1] (reparameterised sample), log pi(u) [...], greedy [..., 1]
+        mu, log_std = self.stats(x)
+        z = mu + log_std.exp() * torch.randn_like(mu)
+        return self.bound * torch.tanh(z), self.log_prob(mu, log_std, z), self.bound * torch.tanh(mu)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1069,10 +1074,9 @@ def mtq_individual(policy, critics, x, bound, points=401):
     G, N = len(grid), x.shape[0]
     xq = torch.cat([x[:, None].expand(N, G, x.shape[-1]), (grid / bound)[None, :, None].expand(N, G, 1)], -1)
     q = torch.min(*[critic(xq).squeeze(-1) for critic in critics])                            # [N, G]
-    h = policy.net(x)
-    mu, std = policy.mean(h), policy.log_std(h).clamp(-5, 2).exp()                           # [N, 1]
-    z = torch.atanh(grid / bound)                                                             # u = bound tanh(z)
-    pi = torch.distributions.Normal(mu, std).log_prob(z).exp() / (bound * (1 - (grid / bound) ** 2))  # [N, G]
+    mu, log_std = policy.stats(x)                                                             # [N, 1]
+    z = torch.atanh(grid / bound)[:, None]                                                    # u = bound tanh(z): [G, 1]
+    pi = policy.log_prob(mu[:, None], log_std[:, None], z).exp()                              # [N, G]
     return {"grid": grid.cpu().numpy(), "q": q.cpu().numpy(), "pi": pi.cpu().numpy()}
 
 
