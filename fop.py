@@ -56,10 +56,10 @@ Where this script departs from the paper or from the authors' code (liyheng/FOP)
     that each Q_i turns from the reward averaged over the other agent's uniform action (a VDN-like fit, maximal near
     u_i = 4.1) into the reward along the other agent's policy, which IGO needs. lambda_i is normalised to mean 1 over
     the agents (--lambda-normalise, ours). The individual critics' argmax ends within 0.5 of (5, 5) in 16 of 20 seeds
-    at the default update budget and 16 of 20 at 4x it (the other seeds at (-5, -5)); uniform actions throughout
+    at the default update budget and 15 of 20 at 4x it (the other seeds at (-5, -5)); uniform actions throughout
     (the previous default) gave 5/5 at 1x but 0/5 at 4x in a 5-seed screen, and the policy's own samples from the
     start (--explore 0, with the previous defaults) reached (-5, -5) in 16 of 20 seeds (benchmarks/fop_results.md,
-    benchmarks/fop_mtq_igo.py).
+    benchmarks/fop_toys.py --env mtq).
   * Matrix game (no code from the authors): alpha 1 -> 0.01 over 10k steps (paper Table 2); 4 updates per 32
     episodes (ours). Its weight network is bounded attention (--lambda-attention-bound 1, fsv.py's; the paper gives no
     architecture) with the team alpha (--single-alpha, authors' code), and the agents act uniformly at random while

@@ -198,7 +198,7 @@ def test_mtq_individual_critics_and_policies_peak_at_the_global_optimum_for_4_of
     """Fig. 2 and IGO: from (0, 0), the greedy joint action ends within 0.5 of (5, 5), the narrow global optimum, not
     in the wide basin of (-5, -5), and so do the argmax of each agent's own critic Q_i(u_i) (what Eq. 11 trains pi_i on)
     and the mode of each pi_i: the individual functions, not only the joint action, find the optimum. Seeds 1-5 with
-    the --env mtq defaults (benchmarks/fop_mtq_igo.py: 16 of 20 seeds at the default budget)."""
+    the --env mtq defaults (benchmarks/fop_toys.py --env mtq: 16 of 20 seeds at the default budget)."""
     monkeypatch.chdir(tmp_path)
     runs = [quiet(fop.train_mtq, fop.Args(**{**fop.ENV_DEFAULTS["mtq"], "env": "mtq", "seed": s, "save_model": False}))
             for s in range(1, 6)]
@@ -218,9 +218,9 @@ def test_mtq_individual_critics_and_policies_peak_at_the_global_optimum_for_4_of
 
 
 def test_mtq_individual_critics_do_not_hinge_on_the_update_budget(tmp_path, monkeypatch):
-    """With 4x the default updates per episode the individual critics still peak at (5, 5) (seed 3; 16 of 20 seeds in
-    benchmarks/fop_mtq_igo.py). Uniform actions throughout training, the previous default, fail this: each
-    Q_i then fits the reward averaged over the other agent's uniform action, maximal near u_i = 4.1."""
+    """With 4x the default updates per episode the individual critics still peak at (5, 5) (seed 3; 15 of 20 seeds
+    with benchmarks/fop_toys.py --env mtq --budgets 4). Uniform actions throughout training, the previous default, fail
+    this: each Q_i then fits the reward averaged over the other agent's uniform action, maximal near u_i = 4.1."""
     monkeypatch.chdir(tmp_path)
     args = fop.Args(**{**fop.ENV_DEFAULTS["mtq"], "env": "mtq", "seed": 3, "save_model": False})
     args.updates_per_episode *= 4
@@ -228,6 +228,26 @@ def test_mtq_individual_critics_do_not_hinge_on_the_update_budget(tmp_path, monk
     a = [float(c["grid"][np.argmax(q)]) for q in c["q"]]
     assert np.hypot(a[0] - 5, a[1] - 5) <= 0.5, a
 
+
+
+def test_fop_toys_mtq_row_reads_each_critics_argmax_and_each_policys_mode():
+    """benchmarks/fop_toys.py --env mtq: a row records the argmax of each Q_i and the mode of each pi_i on the grid
+    and their distances to (5, 5), not only the joint action; the summary counts the rows within 0.5."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fop_toys.py"
+    spec = importlib.util.spec_from_file_location("fop_toys", path)
+    toys = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toys)
+    grid = np.linspace(-10, 10, 401)
+    bump = lambda c: -np.abs(grid - c)  # noqa: E731
+    r = {"individual": {"grid": grid, "q": [bump(5.0), bump(-5.0)], "pi": [np.exp(bump(4.5)), np.exp(bump(5.0))]},
+         "final_action": np.array([5.1, 4.8]), "updates": 7, "reward": 9.9}
+    row = toys.mtq_row(r, seed=3, budget=4, overrides=["explore=1"], seconds=1.0)
+    assert (row["q1_argmax"], row["q2_argmax"], row["pi1_mode"], row["pi2_mode"]) == (5.0, -5.0, 4.5, 5.0)
+    assert row["critic_dist"] == 10.0 and row["joint_dist"] == round(float(np.hypot(0.1, 0.2)), 3)
+    assert row["success"] == 1 and row["budget"] == 4 and row["set"] == "explore=1"
+    assert "joint action within 0.5 of (5, 5): 1/1" in toys.mtq_summary([row], 4)
+    assert "argmax (Q_1, Q_2) within 0.5: 0/1" in toys.mtq_summary([row], 4)
 
 def test_resume_purges_what_the_interrupted_run_logged_after_its_checkpoint(tmp_path, monkeypatch, capsys):
     """A run that went on past its checkpoint at step 320, resumed from it: TensorBoard shows every evaluation step
