@@ -229,7 +229,6 @@ def test_mtq_individual_critics_do_not_hinge_on_the_update_budget(tmp_path, monk
     assert np.hypot(a[0] - 5, a[1] - 5) <= 0.5, a
 
 
-
 def test_fop_toys_mtq_row_reads_each_critics_argmax_and_each_policys_mode():
     """benchmarks/fop_toys.py --env mtq: a row records the argmax of each Q_i and the mode of each pi_i on the grid
     and their distances to (5, 5), not only the joint action; the summary counts the rows within 0.5."""
@@ -248,6 +247,7 @@ def test_fop_toys_mtq_row_reads_each_critics_argmax_and_each_policys_mode():
     assert row["success"] == 1 and row["budget"] == 4 and row["set"] == "explore=1"
     assert "joint action within 0.5 of (5, 5): 1/1" in toys.mtq_summary([row], 4)
     assert "argmax (Q_1, Q_2) within 0.5: 0/1" in toys.mtq_summary([row], 4)
+
 
 def test_resume_purges_what_the_interrupted_run_logged_after_its_checkpoint(tmp_path, monkeypatch, capsys):
     """A run that went on past its checkpoint at step 320, resumed from it: TensorBoard shows every evaluation step
