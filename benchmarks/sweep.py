@@ -9,6 +9,9 @@
     python benchmarks/sweep.py run ... --launcher slurm --partition gpu --gpus-per-run 1 --cpus-per-run 4 --time 720
     # long CSV, summary CSV (mean, 95% bootstrap CI, IQM) and PNG of the greedy evaluation win rate
     python benchmarks/sweep.py plot runs/sweeps/fop_3m --out benchmarks/results/fop_3m
+    # each finished run's last checkpoint evaluated greedily and with search, on the same episodes, paired by seed
+    python benchmarks/sweep.py final runs/sweeps/mazero_3m --mode greedy="" --mode search="--eval-mcts" \\
+        --out benchmarks/results/mazero_3m_final
 
 Each run is the command `python <script>.py --map <map> <--flags> <variant flags> --seed <seed>` (toy games:
 `--env <env>` instead of `--map`), started in its own deterministic directory
@@ -28,6 +31,10 @@ percentile-bootstrap interval of the mean over seeds (10,000 resamples; with 2-3
 interval would be: read it as a description of the seeds, not a guarantee) and, with >= 4 seeds, the interquartile mean,
 in a summary CSV with the long CSV's columns whose `seed` column names the statistic (seeds, mean, ci95_low, ci95_high,
 iqm).
+
+`final` runs `<script>.py --checkpoint <newest checkpoint> --eval-only <mode flags>` for every finished run and every
+named mode (results cached in `<run_dir>/final.json`, keyed by the flags and the checkpoint's size and mtime) and
+writes the same two CSVs for the final point, with the per-seed difference of each later mode from the first.
 """
 
 import argparse
@@ -545,6 +552,149 @@ def report(summary, metric, order, groups):
         print(f"[plot] {'/'.join(key)}: {metric} at step {r[4]:,} over {r[5]} seeds: mean {r[6]:.3f}{ci}{wall}")
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# final: evaluate every finished run's last checkpoint in named modes (e.g. greedy and with search), paired by seed
+# ---------------------------------------------------------------------------------------------------------------------
+EVAL_LINE = re.compile(r"eval at step ([\d,]+): win rate ([-\d.]+), return ([-\d.naif]+) \((\d+) episodes")
+
+
+def parse_modes(modes):
+    """[(name, flags)] from --mode NAME="--flag ..." (default: one mode 'greedy' with no flags)."""
+    out = {}
+    for m in modes or ["greedy="]:
+        name, sep, flags = m.partition("=")
+        if not sep or not NAME.match(name):
+            fail(f"--mode {m!r}: write NAME=\"--flag value ...\" with a NAME of letters, digits, '.', '-', single '_'")
+        if name in out:
+            fail(f"--mode {name} is given twice")
+        flags = shlex.split(flags)
+        for flag in flags:
+            if flag in ("--checkpoint", "--eval-only", "--seed", "--map") or flag.startswith(("--checkpoint=", "--seed=")):
+                fail(f"--mode {name}: {flag} is set by `final` itself (or fixed by the checkpoint)")
+        out[name] = flags
+    return list(out.items())
+
+
+def final_eval(run_dir, script, checkpoint, mode, flags, python):
+    """{step, win_rate, episodic_return, episodes} of `<script>.py --checkpoint C --eval-only <flags>`, cached in
+    <run_dir>/final.json under the mode's name with its flags and the checkpoint's size and mtime (a changed checkpoint
+    or changed flags evaluate again); on failure a one-line message instead of the dict."""
+    cache_path = Path(run_dir) / "final.json"
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    st = checkpoint.stat()
+    key = {"flags": flags, "checkpoint": str(checkpoint.relative_to(run_dir)), "size": st.st_size,
+           "mtime": st.st_mtime}
+    hit = cache.get(mode)
+    if hit and hit["key"] == key:
+        return hit["result"], True
+    argv = [python, str(ROOT / f"{script}.py"), "--checkpoint", str(checkpoint), "--eval-only", *flags]
+    t0 = time.time()
+    proc = subprocess.run(argv, cwd=run_dir, capture_output=True, text=True)
+    found = EVAL_LINE.findall(proc.stdout)
+    if proc.returncode != 0 or not found:
+        return (f"{Path(run_dir).name}, mode {mode}: `{shlex.join(argv)}` exited {proc.returncode}"
+                + ("" if found else " without an 'eval at step' line") + ": "
+                + " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])), False
+    step, win, ret, episodes = found[-1]
+    result = {"step": int(step.replace(",", "")), "win_rate": float(win), "episodic_return": float(ret),
+              "episodes": int(episodes), "wall_seconds": round(time.time() - t0, 1)}
+    with _lock:  # runs are evaluated in parallel, one cache file per run: no two writers of one file
+        try:
+            cache = json.loads(cache_path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        cache[mode] = {"key": key, "result": result}
+        cache_path.write_text(json.dumps(cache, indent=1))
+    return result, False
+
+
+def cmd_final(a):
+    """Each finished run's newest checkpoint evaluated in every --mode; long CSV (metric final/<mode>/win_rate and
+    final/<mode>/episodic_return at the checkpoint's step), summary CSV (mean and 95% bootstrap CI over seeds per mode,
+    and of each later mode's paired per-seed difference from the first mode, metric final/<mode>-<first>/...)."""
+    modes = parse_modes(a.mode)
+    runs = [r for r in find_runs(a.paths, None) if not a.variants or r[2] in a.variants]
+    todo = []
+    for r in runs:
+        run_dir = r[4].parent.parent.resolve()  # the script runs there: absolute paths
+        attempts = read_status(run_dir)["attempts"]
+        ckpts = checkpoints(run_dir)
+        if not (attempts and attempts[-1].get("exit_code") == 0) or not ckpts:
+            print(f"[final] {run_dir.name}: not finished{'' if ckpts else ' (no checkpoint)'}, skipped", file=sys.stderr)
+            continue
+        todo += [(r, run_dir, ckpts[-1], name, flags) for name, flags in modes]
+    if not todo:
+        fail("no finished runs with a checkpoint under " + " ".join(map(str, a.paths)))
+
+    def one(item):
+        r, run_dir, ckpt, name, flags = item
+        res, cached = final_eval(run_dir, r[0], ckpt, name, flags, a.python)
+        if isinstance(res, str):
+            return res
+        print(f"[final] {run_dir.name} {name}: step {res['step']:,}, win rate {res['win_rate']:.3f} over "
+              f"{res['episodes']} episodes{' (cached)' if cached else ''}", flush=True)
+        return res
+
+    with ThreadPoolExecutor(max_workers=a.workers) as pool:
+        results = list(pool.map(one, todo))
+    errors = [res for res in results if isinstance(res, str)]
+    if errors:
+        fail(errors[0] + (f" (and {len(errors) - 1} more evaluations failed)" if len(errors) > 1 else ""))
+
+    table = {}  # (script, map, variant) -> {seed: {mode: result}}
+    for (r, _, _, name, _), res in zip(todo, results):
+        table.setdefault(r[:3], {}).setdefault(r[3], {})[name] = res
+    order = sorted(table, key=lambda k: (k[0], k[1], a.variants.index(k[2]) if a.variants else k[2]))
+    out = Path(a.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot write {out.parent}: {e.strerror or e}")
+    rng = np.random.default_rng(0)
+    long_rows, summary_rows = [], []
+    first = modes[0][0]
+    for key in order:
+        seeds = sorted(table[key])
+        for name, _ in modes:
+            for m in ("win_rate", "episodic_return"):
+                vals = [table[key][s][name][m] for s in seeds]
+                long_rows += [(*key, s, table[key][s][name]["step"], f"final/{name}/{m}", v) for s, v in zip(seeds, vals)]
+                summary_rows.append((*key, f"final/{name}/{m}", vals))
+                if name != first:
+                    diff = [table[key][s][name][m] - table[key][s][first][m] for s in seeds]
+                    summary_rows.append((*key, f"final/{name}-{first}/{m}", diff))
+        line = []
+        for name, _ in modes:
+            vals = [table[key][s][name]["win_rate"] for s in seeds]
+            lo, hi = bootstrap_ci(vals, rng)
+            line.append(f"{name} {np.mean(vals):.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if len(vals) > 1 else "")
+                        + f" ({' / '.join(f'{v:.2f}' for v in vals)})")
+            if name != first:
+                d = [table[key][s][name]["win_rate"] - table[key][s][first]["win_rate"] for s in seeds]
+                lo, hi = bootstrap_ci(d, rng)
+                line.append(f"{name} - {first} {np.mean(d):+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if len(d) > 1 else ""))
+        print(f"[final] {'/'.join(key)}, {len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}): "
+              + "; ".join(line))
+    with open(f"{out}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
+        w.writerows((*row[:6], f"{row[6]:.6g}") for row in long_rows)
+    with open(f"{out}_summary.csv", "w", newline="") as f:  # step: the largest checkpoint step of the variant's seeds
+        w = csv.writer(f)
+        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
+        for sc, mp, var, m, vals in summary_rows:
+            step = max(table[(sc, mp, var)][s][first]["step"] for s in table[(sc, mp, var)])
+            lo, hi = bootstrap_ci(vals, rng)
+            w.writerow((sc, mp, var, "seeds", step, m, len(vals)))
+            w.writerows((sc, mp, var, n, step, m, f"{x:.6g}") for n, x in
+                        (("mean", float(np.mean(vals))), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(x))
+    print(f"[final] wrote {out}.csv and {out}_summary.csv")
+    return 0
+
+
 def cmd_exec(a):
     """One run from its spec.json, as a SLURM array task executes it."""
     with open(Path(a.run_dir) / "spec.json") as f:
@@ -610,6 +760,22 @@ def main(argv=None):
     q.add_argument("--target", type=float, default=None, help="draw a horizontal line at this value (e.g. 0.9)")
     q.add_argument("--no-seed-lines", dest="seed_lines", action="store_false", help="do not draw each seed thinly")
     q.set_defaults(func=cmd_plot)
+
+    f = sub.add_parser("final", help="evaluate every finished run's last checkpoint in named modes, paired by seed",
+                       description="Run `<script>.py --checkpoint <newest checkpoint> --eval-only <mode flags>` for every "
+                                   "finished run and every --mode (cached in <run_dir>/final.json), then write <out>.csv "
+                                   "(metric final/<mode>/win_rate, final/<mode>/episodic_return at the checkpoint's "
+                                   "step) and <out>_summary.csv (seeds, mean, 95%% bootstrap CI per mode, and of each "
+                                   "later mode's per-seed difference from the first: final/<mode>-<first>/...).")
+    f.add_argument("paths", nargs="+", help="sweep directories or sweep run directories")
+    f.add_argument("--mode", action="append", metavar='NAME="--flag ..."',
+                   help='a named set of --eval-only flags, repeatable, e.g. --mode greedy="" --mode search="--eval-mcts" '
+                        "(default: greedy with no flags); later modes are compared with the first, seed by seed")
+    f.add_argument("--out", required=True, help="output path without extension, e.g. benchmarks/results/mazero_3m_final")
+    f.add_argument("--variants", nargs="+", default=None, help="only these variants, in this order")
+    f.add_argument("--workers", type=int, default=2, help="evaluations at the same time (default 2)")
+    f.add_argument("--python", default=sys.executable, help="python interpreter (default: this one)")
+    f.set_defaults(func=cmd_final)
 
     x = sub.add_parser("exec", help="(internal) run one run from <run_dir>/spec.json: what a SLURM array task does")
     x.add_argument("run_dir")

@@ -1,7 +1,8 @@
 """benchmarks/sweep.py: a real two-seed sweep of fop.py's matrix game through both launchers, resume and skip, a
-failing run, and the plot's CSVs and intervals on event files written here."""
+failing run, the plot's CSVs and intervals on event files written here, and `final`'s paired evaluations."""
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,45 @@ def test_rerunning_a_sweep_skips_finished_runs(local_sweep):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "2 finished before or running elsewhere, skipped" in second.stdout and "[sweep] start " not in second.stdout
     assert len(attempts(cwd / "runs" / "sweeps" / "toy" / "fop__matrix__base__1")) == 1
+
+
+def test_final_evaluates_each_finished_checkpoint_per_mode_paired_by_seed(local_sweep, tmp_path):
+    """`final` on a copy of the two-seed sweep: a long CSV row per seed and mode at the checkpoint's step, the paired
+    difference in the summary equal to the per-seed differences, a cache on the second call, unfinished runs skipped."""
+    cwd, _, _ = local_sweep
+    toy = tmp_path / "toy"
+    shutil.copytree(cwd / "runs" / "sweeps" / "toy", toy)
+    modes = ["--mode", "four=", "--mode", "two=--eval-episodes 2"]
+    out = sweep("final", str(toy), *modes, "--out", str(tmp_path / "fin"), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "over 4 episodes" in out.stdout and "over 2 episodes" in out.stdout and "(cached)" not in out.stdout
+    rows = read_csv(tmp_path / "fin.csv")
+    assert rows[0] == ["script", "map", "variant", "seed", "step", "metric", "value"]
+    win = {(r[3], r[5]): float(r[6]) for r in rows[1:] if r[5].endswith("/win_rate")}
+    assert set(win) == {(s, f"final/{m}/win_rate") for s in ("1", "2") for m in ("four", "two")}
+    assert {r[4] for r in rows[1:]} == {"128"}  # the checkpoint's step, from the script's eval line
+    summ = {(r[3], r[5]): float(r[6]) for r in read_csv(tmp_path / "fin_summary.csv")[1:]}
+    diffs = [win[(s, "final/two/win_rate")] - win[(s, "final/four/win_rate")] for s in ("1", "2")]
+    assert summ[("seeds", "final/two-four/win_rate")] == 2
+    assert summ[("mean", "final/two-four/win_rate")] == pytest.approx(np.mean(diffs), abs=1e-5)
+    assert summ[("mean", "final/four/win_rate")] == pytest.approx(np.mean([win[(s, "final/four/win_rate")]
+                                                                           for s in ("1", "2")]), abs=1e-5)
+    cache = json.loads((toy / "fop__matrix__base__1" / "final.json").read_text())
+    assert set(cache) == {"four", "two"} and cache["two"]["key"]["flags"] == ["--eval-episodes", "2"]
+
+    status = json.loads((toy / "fop__matrix__base__2" / "status.json").read_text())
+    status["attempts"][-1]["exit_code"] = None  # seed 2 unfinished
+    (toy / "fop__matrix__base__2" / "status.json").write_text(json.dumps(status))
+    again = sweep("final", str(toy), *modes, "--out", str(tmp_path / "fin2"), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("(cached)") == 2 and "fop__matrix__base__2: not finished" in again.stderr
+    assert {r[3] for r in read_csv(tmp_path / "fin2.csv")[1:]} == {"1"}
+
+    bad = sweep("final", str(toy), "--mode", "x=--no-such-flag", "--out", str(tmp_path / "fin3"), cwd=tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 2  # the skip line and one error line
+    assert "mode x" in bad.stderr and "no-such-flag" in bad.stderr
+    clash = sweep("final", str(toy), "--mode", "y=--checkpoint z", "--out", str(tmp_path / "f4"), cwd=tmp_path)
+    assert clash.returncode == 2 and "set by `final` itself" in clash.stderr
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(local_sweep, tmp_path):
