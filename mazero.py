@@ -42,8 +42,8 @@ Where this script departs from the paper or the authors' code (liuqh16/MAZero, t
   * Latent states are not min-max normalised (EfficientZero does it for images): h and every g block end in LayerNorm,
     and g adds its output to the previous latent (residual, Appendix B.1), as the authors' code.
   * Target network: a copy of the online weights every 200 updates (the authors' code pushes weights that are 200
-    updates old, so its lag is 200-400). Fixed n-step horizon (the authors' code shortens it for old data with a
-    schedule tied to its 1M-update budget).
+    updates old, so its lag is 200-400). Fixed n-step horizon, as Table 1 (the authors' code shortens it for old data,
+    EfficientZero's off-policy correction, n = clip(5 - age // (0.3 x total updates), 1, 5): --td-age-ratio 0.3).
   * Time-outs at the episode limit are terminal (as SMAC and the authors' code): the adapter does not return the last
     observation.
   * One process, synchronous: act one vectorised env step, then do the updates it pays for (`updates_per_env_step`;
@@ -145,6 +145,9 @@ class Args:
     """unroll steps K of Eq. 13 (paper Table 1: 5)"""
     td_steps: int = 5
     """n of the n-step value target (paper Table 1: 5)"""
+    td_age_ratio: float = 0.0
+    """EfficientZero's off-policy correction (authors' code: 0.3; paper: not given, 0 = off): a position that is D
+    transitions old gets n_t = clip(n - D // (ratio x total updates), 1, n), so stale data bootstraps sooner"""
     num_sampled: int = 10
     """K, joint actions sampled per node (paper Table 1: 10)"""
     num_simulations: int = 100
@@ -568,14 +571,24 @@ class Replay:
 # ---------------------------------------------------------------------------------------------------------------------
 # Reanalyse (Appendix B.2): targets come from the delayed target network theta^-, for all K + 1 unroll steps.
 # ---------------------------------------------------------------------------------------------------------------------
+def td_steps(n, age, ratio, total_updates):
+    """n of each sampled position [B]: n itself, or with --td-age-ratio EfficientZero's off-policy correction as the
+    authors code it, clip(n - age // (ratio x total updates), 1, n), age = transitions stored after the position."""
+    if ratio <= 0:
+        return np.full(len(age), n)
+    return np.clip(n - age // max(1, int(ratio * total_updates)), 1, n)
+
+
 def value_targets(reward, end, pos, boot_value, n, gamma):
     """n-step targets z = sum_{i<n} gamma^i u_{t+i} + gamma^n v^-(s_{t+n}) (MuZero Eq. 2 with the authors' pred-re).
-    reward: flat rewards; end [B]: one past each game's last position; pos [B, K+1]: positions; boot_value [B, K+1]:
-    the target net's value at pos + n (read only where pos + n < end). No bootstrap past the end; 0 from the terminal
-    state on (absorbing)."""
-    i = pos[..., None] + np.arange(n)                                               # [B, K+1, n]
-    u = np.where(i < end[:, None, None], reward[np.minimum(i, len(reward) - 1)], 0.0)
-    z = (u * gamma ** np.arange(n)).sum(-1)
+    reward: flat rewards; end [B]: one past each game's last position; pos [B, K+1]: positions; n: an int or [B]
+    (td_steps); boot_value [B, K+1]: the target net's value at pos + n (read only where pos + n < end). No bootstrap
+    past the end; 0 from the terminal state on (absorbing)."""
+    n = np.broadcast_to(np.asarray(n), pos.shape[:1])[:, None]                      # [B, 1]
+    i = pos[..., None] + np.arange(n.max())                                         # [B, K+1, max n]
+    inside = (i < end[:, None, None]) & (np.arange(n.max()) < n[..., None])
+    u = np.where(inside, reward[np.minimum(i, len(reward) - 1)], 0.0)
+    z = (u * gamma ** np.arange(n.max())).sum(-1)
     z += np.where(pos + n < end[:, None], gamma ** n * boot_value, 0.0)
     return np.where(pos < end[:, None], z, 0.0)
 
@@ -591,9 +604,11 @@ def awpo_weights(advantage, valid, alpha, clip):
 def make_batch(replay, target_model, args, cfg, rng, device, beta, clock):
     """Sample B positions t; reanalyse them with the target network: a fresh noised OS(lambda) search at every real
     s_{t+k,0}, k = 0..K (policy targets omega and advantages A, Eq. 14), and n-step value targets."""
-    K, n = args.unroll_steps, args.td_steps
+    K = args.unroll_steps
     idx, is_weight = replay.sample(args.batch_size, args.priority_alpha, beta, rng)
     end = replay.end[idx]
+    n = td_steps(args.td_steps, replay.size - idx, args.td_age_ratio,
+                 args.total_timesteps * args.updates_per_env_step)[:, None]         # [B, 1]
     pos = idx[:, None] + np.arange(K + 1)                                           # [B, K+1]
     real = pos < end[:, None]                                                        # inside the game
     posc = np.where(real, pos, idx[:, None])                                         # any in-game index where not real
@@ -610,7 +625,7 @@ def make_batch(replay, target_model, args, cfg, rng, device, beta, clock):
         with torch.inference_mode():
             _, v_logits, _ = target_model.initial(torch.as_tensor(replay.stacked((pos + n)[boot]), device=device))
         boot_value[boot] = support_to_scalar(v_logits, args.support_size).cpu().numpy()  # v^-(s_{t+n})
-    z = value_targets(replay.reward, end, pos, boot_value, n, args.gamma)
+    z = value_targets(replay.reward, end, pos, boot_value, n[:, 0], args.gamma)
 
     out, _ = search(target_model, torch.as_tensor(obs[real], device=device), replay.legal[pos[real]], cfg, rng,
                     add_noise=True, clock=clock, **search_options(args))           # with root noise, as the authors
@@ -757,6 +772,7 @@ def validate(args):
         (args.alpha > 0, f"--alpha must be > 0, got {args.alpha}"),
         (args.awpo_weight_clip > 0, f"--awpo-weight-clip must be > 0, got {args.awpo_weight_clip}"),
         (args.action_temperature >= 0, f"--action-temperature must be >= 0, got {args.action_temperature}"),
+        (args.td_age_ratio >= 0, f"--td-age-ratio must be >= 0 (0: off), got {args.td_age_ratio}"),
         (args.num_envs >= 1, f"--num-envs must be >= 1, got {args.num_envs}"),
         (0.0 < args.gamma <= 1.0, f"--gamma must be in (0, 1], got {args.gamma}"),
         (args.policy_loss in ("awpo", "bc"), f"--policy-loss must be awpo or bc, got {args.policy_loss!r}"),

@@ -64,6 +64,32 @@ def test_value_targets_with_episode_ends():
     np.testing.assert_allclose(z, want)
 
 
+def test_value_targets_with_a_horizon_per_row_match_a_loop():
+    """n as an array [B] (the off-policy correction): each row equals the scalar-n targets of that row."""
+    rng = np.random.default_rng(0)
+    reward = rng.normal(size=40).astype(np.float32)
+    end = np.repeat([9, 25, 40], [9, 16, 15])
+    idx = np.array([0, 5, 9, 20, 30, 37])
+    pos = idx[:, None] + np.arange(4)
+    boot = rng.normal(size=pos.shape)
+    n = np.array([5, 1, 3, 2, 5, 4])
+    z = mazero.value_targets(reward, end[idx], pos, boot, n, gamma=0.9)
+    for b in range(len(idx)):
+        one = mazero.value_targets(reward, end[idx[b:b + 1]], pos[b:b + 1], boot[b:b + 1], int(n[b]), gamma=0.9)
+        np.testing.assert_allclose(z[b:b + 1], one, rtol=1e-6)
+        for k, t in enumerate(pos[b]):  # and the definition, term by term
+            want = 0.0 if t >= end[idx[b]] else sum(0.9 ** i * reward[t + i] for i in range(n[b]) if t + i < end[idx[b]])
+            if t + n[b] < end[idx[b]]:
+                want += 0.9 ** n[b] * boot[b, k]
+            assert z[b, k] == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_td_steps_shrink_with_age_as_the_authors_code():
+    age = np.array([0, 2_999, 3_000, 6_000, 12_000, 10**6])
+    np.testing.assert_array_equal(mazero.td_steps(5, age, 0.0, 10_000), [5] * 6)      # off: the paper's n
+    np.testing.assert_array_equal(mazero.td_steps(5, age, 0.3, 10_000), [5, 5, 4, 3, 1, 1])  # 0.3 x 10k = 3k
+
+
 def test_awpo_weights_standardise_over_valid_and_clip():
     adv = np.array([[1.0, 2.0, 3.0, 100.0]])
     valid = np.array([[True, True, True, False]])
@@ -177,9 +203,11 @@ def test_reanalyse_targets_and_determinism(policy):
     assert losses[0] == losses[1]  # same seed, same batch, same update
 
 
-def test_reanalyse_bootstraps_from_the_position_n_steps_ahead(monkeypatch):
-    """z_t = sum_{i<n} gamma^i u_{t+i} + gamma^n v^-(s_{t+n}): the target network must see s_{t+n}, not s_t."""
-    args, _, target, replay, rng = tiny_setup(0)
+@pytest.mark.parametrize("ratio", [0.0, 0.3])
+def test_reanalyse_bootstraps_from_the_position_n_steps_ahead(monkeypatch, ratio):
+    """z_t = sum_{i<n} gamma^i u_{t+i} + gamma^n v^-(s_{t+n}): the target network must see s_{t+n}, not s_t; with
+    --td-age-ratio 0.3 and 10 updates in all, n = clip(2 - age // 3, 1, 2) per sampled position."""
+    args, _, target, replay, rng = tiny_setup(0, td_age_ratio=ratio, total_timesteps=20, updates_per_env_step=0.5)
     seen = []
     initial = target.initial
     def spy(obs):
@@ -189,7 +217,9 @@ def test_reanalyse_bootstraps_from_the_position_n_steps_ahead(monkeypatch):
     cfg = mazero.search_config(args, args.num_simulations)
     b = mazero.make_batch(replay, target, args, cfg, rng, torch.device("cpu"), 0.4, {"model": 0.0, "tree": 0.0})
     pos = b["idx"][:, None] + np.arange(args.unroll_steps + 1)
-    ahead = (pos + args.td_steps)[pos + args.td_steps < replay.end[b["idx"]][:, None]]
+    n = np.clip(2 - (replay.size - b["idx"][:, None]) // 3, 1, 2) if ratio else args.td_steps
+    assert ratio == 0 or set(n.ravel()) == {1, 2}  # old and fresh positions in the batch
+    ahead = (pos + n)[pos + n < replay.end[b["idx"]][:, None]]
     assert len(ahead) > 0
     torch.testing.assert_close(seen[0], torch.as_tensor(replay.stacked(ahead)))  # the first call is the bootstrap
 
@@ -485,6 +515,7 @@ def parse(monkeypatch, argv):
     (["--reanalyse-simulations", "0"], "--reanalyse-simulations"),
     (["--num-envs", "0"], "--num-envs"),
     (["--action-temperature", "-1"], "--action-temperature"),
+    (["--td-age-ratio", "-0.3"], "--td-age-ratio"),
     (["--hidden-size", "60"], "--hidden-size"),
     (["--policy-loss", "ppo"], "--policy-loss"),
     (["--tree-legal-mask", "leaf"], "--tree-legal-mask"),
