@@ -585,10 +585,11 @@ def value_targets(reward, end, pos, boot_value, n, gamma):
     (td_steps); boot_value [B, K+1]: the target net's value at pos + n (read only where pos + n < end). No bootstrap
     past the end; 0 from the terminal state on (absorbing)."""
     n = np.broadcast_to(np.asarray(n), pos.shape[:1])[:, None]                      # [B, 1]
-    i = pos[..., None] + np.arange(n.max())                                         # [B, K+1, max n]
-    inside = (i < end[:, None, None]) & (np.arange(n.max()) < n[..., None])
+    steps = np.arange(n.max())
+    i = pos[..., None] + steps                                                      # [B, K+1, max n]
+    inside = (i < end[:, None, None]) & (steps < n[..., None])
     u = np.where(inside, reward[np.minimum(i, len(reward) - 1)], 0.0)
-    z = (u * gamma ** np.arange(n.max())).sum(-1)
+    z = (u * gamma ** steps).sum(-1)
     z += np.where(pos + n < end[:, None], gamma ** n * boot_value, 0.0)
     return np.where(pos < end[:, None], z, 0.0)
 

@@ -75,18 +75,24 @@ def hms(seconds):
 # ---------------------------------------------------------------------------------------------------------------------
 # run: expand the grid, then start every unfinished run, resuming from its checkpoint where it has one
 # ---------------------------------------------------------------------------------------------------------------------
+def named_flag_sets(items, option):
+    """{name: [flags]} from repeated `option` values NAME="--flag value ..." (--variant, --mode)."""
+    out = {}
+    for v in items:
+        name, sep, flags = v.partition("=")
+        if not sep or not NAME.match(name):
+            fail(f"{option} {v!r}: write NAME=\"--flag value ...\" with a NAME of letters, digits, '.', '-', single '_'")
+        if name in out:
+            fail(f"{option} {name} is given twice")
+        out[name] = shlex.split(flags)
+    return out
+
+
 def expand(a):
     """The runs of a sweep, in the order they start: seed-major, so that an interrupted sweep has whole seeds."""
     if not NAME.match(a.sweep):
         fail(f"--sweep {a.sweep!r}: use letters, digits, '.', '-', '+', '=' and single '_'")
-    variants = {}
-    for v in a.variant or ["default="]:
-        name, sep, flags = v.partition("=")
-        if not sep or not NAME.match(name):
-            fail(f"--variant {v!r}: write NAME=\"--flag value ...\" with a NAME of letters, digits, '.', '-', single '_'")
-        if name in variants:
-            fail(f"--variant {name} is given twice")
-        variants[name] = shlex.split(flags)
+    variants = named_flag_sets(a.variant or ["default="], "--variant")
     for s in a.scripts:
         if s not in SCRIPTS:
             fail(f"unknown script {s!r}: one of {', '.join(SCRIPTS)}")
@@ -361,6 +367,26 @@ def cmd_run(a):
 # ---------------------------------------------------------------------------------------------------------------------
 # plot: event files -> long CSV, summary CSV (mean, bootstrap CI, IQM) and one PNG
 # ---------------------------------------------------------------------------------------------------------------------
+LONG_COLUMNS = ["script", "map", "variant", "seed", "step", "metric", "value"]  # the summary CSV's too (seed: statistic)
+
+
+def output_path(out):
+    """Path(out), its directory created (else one line, exit 2)."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot write {out.parent}: {e.strerror or e}")
+    return out
+
+
+def write_long_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(LONG_COLUMNS)
+        w.writerows((*row[:6], f"{row[6]:.6g}") for row in rows)
+
+
 def find_runs(paths, script):
     """(script, map, variant, seed, event directory) for every run under `paths`: sweep directories, sweep run
     directories (<script>__<map>__<variant>__<seed>) or plain run directories of a script ({map}__{exp}__{seed}__{t})."""
@@ -450,11 +476,7 @@ def cmd_plot(a):
         if not runs:
             fail(f"no runs of the variants {', '.join(a.variants)}")
     scripts, maps = sorted({r[0] for r in runs}), sorted({r[1] for r in runs})
-    out = Path(a.out or f"benchmarks/results/{'+'.join(scripts)}_{'+'.join(maps)}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"cannot write {out.parent}: {e.strerror or e}")
+    out = output_path(a.out or f"benchmarks/results/{'+'.join(scripts)}_{'+'.join(maps)}")
     data = {r: read_scalars(r[4], metrics) for r in runs}
     if not any(data[r].get(metrics[0]) for r in runs):
         fail(f"no run logged {metrics[0]} (tags of the first run: {', '.join(metrics)} not among them)")
@@ -476,13 +498,10 @@ def cmd_plot(a):
                 lo, hi = bootstrap_ci(vals, rng)
                 iqm = float(trim_mean(vals, 0.25)) if len(vals) >= 4 else float("nan")
                 summary.append((*key, m, s, len(vals), float(np.mean(vals)), lo, hi, iqm))
-    with open(f"{out}.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
-        w.writerows((*row[:6], f"{row[6]:.6g}") for row in long_rows)
+    write_long_csv(f"{out}.csv", long_rows)
     with open(f"{out}_summary.csv", "w", newline="") as f:  # the long CSV's columns; `seed` names the statistic
         w = csv.writer(f)
-        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
+        w.writerow(LONG_COLUMNS)
         for sc, mp, var, m, step, n, *stats in summary:
             w.writerow((sc, mp, var, "seeds", step, m, n))
             w.writerows((sc, mp, var, name, step, m, f"{x:.6g}") for name, x in zip(SUMMARY_STATS, stats)
@@ -560,18 +579,11 @@ EVAL_LINE = re.compile(r"eval at step ([\d,]+): win rate ([-\d.]+), return ([-\d
 
 def parse_modes(modes):
     """[(name, flags)] from --mode NAME="--flag ..." (default: one mode 'greedy' with no flags)."""
-    out = {}
-    for m in modes or ["greedy="]:
-        name, sep, flags = m.partition("=")
-        if not sep or not NAME.match(name):
-            fail(f"--mode {m!r}: write NAME=\"--flag value ...\" with a NAME of letters, digits, '.', '-', single '_'")
-        if name in out:
-            fail(f"--mode {name} is given twice")
-        flags = shlex.split(flags)
+    out = named_flag_sets(modes or ["greedy="], "--mode")
+    for name, flags in out.items():
         for flag in flags:
             if flag in ("--checkpoint", "--eval-only", "--seed", "--map") or flag.startswith(("--checkpoint=", "--seed=")):
                 fail(f"--mode {name}: {flag} is set by `final` itself (or fixed by the checkpoint)")
-        out[name] = flags
     return list(out.items())
 
 
@@ -601,7 +613,7 @@ def final_eval(run_dir, script, checkpoint, mode, flags, python):
     step, win, ret, episodes = found[-1]
     result = {"step": int(step.replace(",", "")), "win_rate": float(win), "episodic_return": float(ret),
               "episodes": int(episodes), "wall_seconds": round(time.time() - t0, 1)}
-    with _lock:  # runs are evaluated in parallel, one cache file per run: no two writers of one file
+    with _lock:  # the modes of one run may be evaluated at the same time: re-read and write its file under the lock
         try:
             cache = json.loads(cache_path.read_text())
         except (OSError, ValueError):
@@ -620,9 +632,8 @@ def cmd_final(a):
     todo = []
     for r in runs:
         run_dir = r[4].parent.parent.resolve()  # the script runs there: absolute paths
-        attempts = read_status(run_dir)["attempts"]
         ckpts = checkpoints(run_dir)
-        if not (attempts and attempts[-1].get("exit_code") == 0) or not ckpts:
+        if not finished({"run_dir": run_dir}) or not ckpts:
             print(f"[final] {run_dir.name}: not finished{'' if ckpts else ' (no checkpoint)'}, skipped", file=sys.stderr)
             continue
         todo += [(r, run_dir, ckpts[-1], name, flags) for name, flags in modes]
@@ -648,49 +659,44 @@ def cmd_final(a):
     for (r, _, _, name, _), res in zip(todo, results):
         table.setdefault(r[:3], {}).setdefault(r[3], {})[name] = res
     order = sorted(table, key=lambda k: (k[0], k[1], a.variants.index(k[2]) if a.variants else k[2]))
-    out = Path(a.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"cannot write {out.parent}: {e.strerror or e}")
+    out = output_path(a.out)
     rng = np.random.default_rng(0)
-    long_rows, summary_rows = [], []
     first = modes[0][0]
+    long_rows, stats = [], {}  # stats[(key, metric)] = (values per seed, mean, ci95 low, ci95 high)
     for key in order:
         seeds = sorted(table[key])
         for name, _ in modes:
             for m in ("win_rate", "episodic_return"):
                 vals = [table[key][s][name][m] for s in seeds]
                 long_rows += [(*key, s, table[key][s][name]["step"], f"final/{name}/{m}", v) for s, v in zip(seeds, vals)]
-                summary_rows.append((*key, f"final/{name}/{m}", vals))
+                series = [(f"final/{name}/{m}", vals)]
                 if name != first:
-                    diff = [table[key][s][name][m] - table[key][s][first][m] for s in seeds]
-                    summary_rows.append((*key, f"final/{name}-{first}/{m}", diff))
+                    series.append((f"final/{name}-{first}/{m}",
+                                   [v - table[key][s][first][m] for s, v in zip(seeds, vals)]))
+                for metric, x in series:
+                    stats[key, metric] = (x, float(np.mean(x)), *bootstrap_ci(x, rng))
+
+        def show(metric, fmt):
+            x, mean, lo, hi = stats[key, metric]
+            return f"{mean:{fmt}}" + (f" [{lo:{fmt}}, {hi:{fmt}}]" if len(x) > 1 else "")
+
         line = []
         for name, _ in modes:
-            vals = [table[key][s][name]["win_rate"] for s in seeds]
-            lo, hi = bootstrap_ci(vals, rng)
-            line.append(f"{name} {np.mean(vals):.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if len(vals) > 1 else "")
-                        + f" ({' / '.join(f'{v:.2f}' for v in vals)})")
+            x = stats[key, f"final/{name}/win_rate"][0]
+            line.append(f"{name} {show(f'final/{name}/win_rate', '.3f')} ({' / '.join(f'{v:.2f}' for v in x)})")
             if name != first:
-                d = [table[key][s][name]["win_rate"] - table[key][s][first]["win_rate"] for s in seeds]
-                lo, hi = bootstrap_ci(d, rng)
-                line.append(f"{name} - {first} {np.mean(d):+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if len(d) > 1 else ""))
+                line.append(f"{name} - {first} {show(f'final/{name}-{first}/win_rate', '+.3f')}")
         print(f"[final] {'/'.join(key)}, {len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}): "
               + "; ".join(line))
-    with open(f"{out}.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
-        w.writerows((*row[:6], f"{row[6]:.6g}") for row in long_rows)
+    write_long_csv(f"{out}.csv", long_rows)
     with open(f"{out}_summary.csv", "w", newline="") as f:  # step: the largest checkpoint step of the variant's seeds
         w = csv.writer(f)
-        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
-        for sc, mp, var, m, vals in summary_rows:
-            step = max(table[(sc, mp, var)][s][first]["step"] for s in table[(sc, mp, var)])
-            lo, hi = bootstrap_ci(vals, rng)
-            w.writerow((sc, mp, var, "seeds", step, m, len(vals)))
-            w.writerows((sc, mp, var, n, step, m, f"{x:.6g}") for n, x in
-                        (("mean", float(np.mean(vals))), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(x))
+        w.writerow(LONG_COLUMNS)
+        for (key, metric), (x, mean, lo, hi) in stats.items():
+            step = max(table[key][s][first]["step"] for s in table[key])
+            w.writerow((*key, "seeds", step, metric, len(x)))
+            w.writerows((*key, n, step, metric, f"{v:.6g}") for n, v in
+                        (("mean", mean), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(v))
     print(f"[final] wrote {out}.csv and {out}_summary.csv")
     return 0
 
