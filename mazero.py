@@ -193,6 +193,9 @@ class Args:
     action_temperature: float = 1.0
     """tau of the self-play action: root child played with prob ~ N(a)^(1/tau) (authors' code: 1; paper: not given;
     0: the most visited)"""
+    temperature_schedule: str = "constant"
+    """constant: tau = --action-temperature throughout (the authors' train_smac.sh); muzero: tau x 1, then x 0.5 from
+    50% and x 0.25 from 75% of --total-timesteps (MuZero's schedule, the authors' --use_change_temperature)"""
     updates_per_env_step: float = 0.5
     """gradient updates per env transition (authors' code: 1M updates over 2M transitions)"""
     reward_loss_coef: float = 1.0
@@ -490,6 +493,14 @@ def search(model, obs, legal, cfg, rng, add_noise, clock=None, mask_tree=True, p
     return out, root_value
 
 
+def action_temperature(args, step):
+    """tau of the self-play action at env step `step` (--temperature-schedule)."""
+    if args.temperature_schedule == "constant":
+        return args.action_temperature
+    done = step / args.total_timesteps
+    return args.action_temperature * (1.0 if done < 0.5 else 0.5 if done < 0.75 else 0.25)
+
+
 def sample_slot(visits, tau, rng):
     """The self-play action: a root child drawn with probability N(a)^(1/tau) / sum_b N(b)^(1/tau); tau = 0 takes the
     most visited (first on ties). tau = 1 draws an integer below N, which is exact."""
@@ -773,6 +784,8 @@ def validate(args):
         (args.alpha > 0, f"--alpha must be > 0, got {args.alpha}"),
         (args.awpo_weight_clip > 0, f"--awpo-weight-clip must be > 0, got {args.awpo_weight_clip}"),
         (args.action_temperature >= 0, f"--action-temperature must be >= 0, got {args.action_temperature}"),
+        (args.temperature_schedule in ("constant", "muzero"),
+         f"--temperature-schedule must be constant or muzero, got {args.temperature_schedule!r}"),
         (args.td_age_ratio >= 0, f"--td-age-ratio must be >= 0 (0: off), got {args.td_age_ratio}"),
         (args.num_envs >= 1, f"--num-envs must be >= 1, got {args.num_envs}"),
         (0.0 < args.gamma <= 1.0, f"--gamma must be in (0, 1], got {args.gamma}"),
@@ -974,7 +987,7 @@ if __name__ == "__main__":
         out, _ = search(model, torch.as_tensor(flatten_stack(stack), device=device), legal > 0, act_cfg, rng,
                         add_noise=True, clock=clock, **search_options(args))
         sims_per_second = E * act_cfg.num_simulations / (time.perf_counter() - t0)
-        slot = sample_slot(out.visit_counts, args.action_temperature, rng)         # [E]
+        slot = sample_slot(out.visit_counts, action_temperature(args, global_step), rng)  # [E]
         actions = out.actions[np.arange(E), slot]                                   # [E, n]
         t0 = time.perf_counter()
         next_obs, _, next_legal, reward, done, info = env.step(actions)

@@ -1,10 +1,12 @@
 """mazero.py: the pieces most likely to be wrong (h(x), two-hot, n-step targets, AWPO weights, stacking), the model's
 ablation variants, a smoke run (update, reanalyse, evaluation, checkpoint, resume) and bad input."""
 
+import csv
 import math
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -337,6 +339,14 @@ def test_self_play_action_follows_visit_counts_to_the_power_one_over_tau(tau):
     assert freq[visits == 0].sum() == 0  # an unvisited child is never played
 
 
+def test_temperature_schedule_is_muzeros_halving_at_50_and_75_percent():
+    args = mazero.Args(total_timesteps=1000, action_temperature=0.8)
+    assert {mazero.action_temperature(args, s) for s in (0, 600, 999)} == {0.8}  # constant: the authors' default
+    args = replace(args, temperature_schedule="muzero")
+    taus = [mazero.action_temperature(args, s) for s in (0, 499, 500, 749, 750, 999, 1200)]
+    assert taus == pytest.approx([0.8, 0.8, 0.4, 0.4, 0.2, 0.2, 0.2])
+
+
 def test_reward_head_input_follows_reward_from_next_state():
     """Eq. 4 (default): R(s_{t,k}, a); --reward-from-next-state (the authors'): R(s_{t,k+1}, a)."""
     for flag in (False, True):
@@ -381,6 +391,56 @@ def test_scale_gradient():
     y = mazero.scale_gradient(x, 0.5)
     y.sum().backward()
     assert torch.equal(y, x.detach()) and torch.allclose(x.grad, torch.full((3,), 0.5))
+
+
+DIAGNOSE = Path(SCRIPT).parent / "benchmarks" / "mazero_diagnose.py"
+
+
+def load_diagnose():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mazero_diagnose", DIAGNOSE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class StepModel:
+    """A stand-in model whose latent is the position t in the concatenated episodes (the first observation entry holds
+    the episode's start): v(s_t) decodes to values[t] and the reward predicted from s_{t,k} (latent t + k) to
+    rewards[t + k + shift]."""
+    S = 5
+
+    def __init__(self, values, rewards, shift=0):
+        self.values, self.rewards, self.shift = torch.as_tensor(values), torch.as_tensor(rewards), shift
+
+    def logits(self, x):
+        return torch.log(mazero.scalar_to_support(x.float(), self.S) + 1e-12)
+
+    def initial(self, x):
+        t = x[:, 0, 0].long() + torch.arange(len(x))
+        return t, self.logits(self.values[t]), None
+
+    def recurrent(self, s, a):
+        return s + 1, self.logits(self.rewards[(s + self.shift).clamp(max=len(self.rewards) - 1)]), None, None
+
+
+def test_diagnose_aligns_values_with_returns_and_unrolled_rewards_with_real_ones():
+    """benchmarks/mazero_diagnose.py: v(s_t) against G_t = sum_i gamma^i u_{t+i} within the episode, and the reward the
+    model predicts at unroll step k from s_{t,0} against u_{t+k-1}; a model one step off is caught."""
+    diag, gamma, rng = load_diagnose(), 0.9, np.random.default_rng(0)
+    rewards = [rng.uniform(-2, 3, T).astype(np.float32) for T in (7, 3)]
+    returns = [[sum(gamma ** i * r[t + i] for i in range(len(r) - t)) for t in range(len(r))] for r in rewards]
+    starts = np.cumsum([0, len(rewards[0])])
+    episodes = [(np.full((len(r), 3, 4), t0, np.float32), np.zeros((len(r), 3), int), r, 1.0)
+                for t0, r in zip(starts, rewards)]
+    values, flat_rewards = np.concatenate(returns), np.concatenate(rewards)
+
+    exact = diag.model_accuracy(StepModel(values, flat_rewards), episodes, gamma)
+    assert exact["value_corr"] == pytest.approx(1, abs=1e-4) and abs(exact["value_bias"]) < 1e-3
+    assert all(exact[f"reward_rmse_k{k}"] < 1e-3 for k in range(1, 6)), exact
+    assert diag.model_accuracy(StepModel(values + 1, flat_rewards), episodes, gamma)["value_bias"] == \
+        pytest.approx(1.0, abs=1e-3)
+    assert diag.model_accuracy(StepModel(values, flat_rewards, shift=1), episodes, gamma)["reward_rmse_k1"] > 0.5
 
 
 def run(args, cwd, timeout=240):
@@ -464,6 +524,15 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     r = run(["--checkpoint", str(ckpt_path), "--eval-only", "--eval-episodes", "8"], tmp_path)
     assert r.returncode == 0 and EVAL.fullmatch(r.stdout.splitlines()[-1]), r.stdout + r.stderr[-2000:]
 
+    diag = subprocess.run([sys.executable, str(DIAGNOSE), str(ckpt_path), "--episodes", "4", "--out",
+                           str(tmp_path / "diag")], capture_output=True, text=True, timeout=240)
+    assert diag.returncode == 0, diag.stderr[-2000:]
+    rows = {r["metric"]: r for r in csv.DictReader(open(tmp_path / "diag.csv"))}
+    assert {"diag/value_corr", "diag/reward_rmse_k5", "diag/greedy_sampled", "diag/search_win_rate"} <= set(rows)
+    assert all(r["map"] == "3m" and r["variant"] == "mazero" and r["seed"] == "1" and r["step"] == "400"
+               for r in rows.values())
+    assert 0 <= float(rows["diag/search_agrees"]["value"]) <= float(rows["diag/greedy_sampled"]["value"]) <= 1
+
 
 def test_console_lines_are_the_shared_format():
     line = mazero.progress_line(12_345, 50_000, 13.24, 3_086, [0.0, 0.62], [12.0, 12.8], 2856.4)
@@ -516,6 +585,7 @@ def parse(monkeypatch, argv):
     (["--num-envs", "0"], "--num-envs"),
     (["--action-temperature", "-1"], "--action-temperature"),
     (["--td-age-ratio", "-0.3"], "--td-age-ratio"),
+    (["--temperature-schedule", "cosine"], "--temperature-schedule"),
     (["--hidden-size", "60"], "--hidden-size"),
     (["--policy-loss", "ppo"], "--policy-loss"),
     (["--tree-legal-mask", "leaf"], "--tree-legal-mask"),

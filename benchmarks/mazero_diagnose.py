@@ -1,0 +1,177 @@
+"""Why MAZero's search is no better than its policy head on SMAX (issue 13): the learned model's accuracy and the
+search's choices, measured on finished mazero.py checkpoints.
+
+    python benchmarks/mazero_diagnose.py runs/sweeps/mazero_3m --variants preset reward_next \
+        --out benchmarks/results/mazero_3m_diagnose
+
+For each finished sweep run's newest checkpoint, on the evaluation envs (seed + 10,000) that mazero.py evaluates on:
+1. Greedy episodes (each agent the argmax of its masked policy head, as mazero.evaluate). Value: the predicted
+   v(s_t) against the discounted return G_t of the episode (correlation, mean error = bias, RMSE; std of G_t for
+   scale). Reward: the model unrolled from s_{t,0} along the joint actions actually taken, r_{t,k-1} predicted at
+   unroll step k = 1..5 against the real reward u_{t+k-1} (correlation, RMSE; std of u for scale).
+2. Search episodes (noise-free search with the checkpoint's --num-simulations and --num-sampled, the most visited
+   root child, as --eval-mcts): the fraction of decisions whose greedy joint action is among the sampled root
+   actions, the fraction in which the search chooses it, and the win rate.
+Writes <out>.csv (long: script,map,variant,seed,step,metric,value) and <out>_summary.csv (mean and 95% bootstrap CI
+over seeds, as sweep.py plot writes them)."""
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+import games  # noqa: E402
+import mazero  # noqa: E402
+import sweep  # noqa: E402
+
+UNROLL = 5
+
+
+def play(model, env, args, episodes, cfg, rng):
+    """Whole episodes on env (each env plays ceil(episodes / E) of them, as mazero.evaluate). Greedy (cfg None) or by
+    noise-free search. Returns the episodes (stacked observations x [T, n, S*d], actions [T, n], rewards [T], won)
+    and, for search, per decision whether the greedy joint action was sampled and whether it was chosen."""
+    E = env.num_envs
+    quota = -(-episodes // E)
+    obs, _, legal = env.reset()
+    stack = mazero.push_frame(np.zeros((E, args.stacked_observations, *obs.shape[1:]), np.float32), obs,
+                              np.ones(E, bool))
+    done_count, current, finished, sampled, agrees = np.zeros(E, int), [[] for _ in range(E)], [], [], []
+    while (done_count < quota).any():
+        x = torch.as_tensor(mazero.flatten_stack(stack))
+        with torch.inference_mode():
+            logits = model.initial(x)[2].numpy()
+        greedy = np.where(legal > 0, logits, -np.inf).argmax(-1)  # [E, n]
+        actions = greedy
+        if cfg is not None:
+            out, _ = mazero.search(model, x, legal > 0, cfg, rng, add_noise=False, **mazero.search_options(args))
+            best = out.visit_counts.argmax(1)
+            actions = out.actions[np.arange(E), best]
+            hit = (out.actions == greedy[:, None]).all(-1) & out.valid  # [E, K]
+            live = done_count < quota
+            sampled += list(hit.any(1)[live])
+            agrees += list((actions == greedy).all(-1)[live])
+        obs, _, legal, reward, done, info = env.step(actions)
+        for e in range(E):
+            if done_count[e] < quota:
+                current[e].append((x[e].numpy(), actions[e], float(reward[e])))
+                if done[e]:
+                    xs, acts, rs = zip(*current[e])
+                    finished.append((np.stack(xs), np.stack(acts), np.array(rs), float(info["won"][e])))
+                    current[e] = []
+        done_count += done
+        mazero.push_frame(stack, obs, done)
+    return finished, np.array(sampled, float), np.array(agrees, float)
+
+
+def model_accuracy(model, episodes, gamma):
+    """Value and k-step reward accuracy of the model along real greedy episodes (see the module docstring)."""
+    S = model.S
+    v_pred, ret, rewards, pairs = [], [], [], {k: [] for k in range(1, UNROLL + 1)}
+    with torch.inference_mode():
+        for x, a, r, _ in episodes:
+            T = len(r)
+            s, v_logits, _ = model.initial(torch.as_tensor(x))
+            g = np.zeros(T)
+            for t in reversed(range(T)):
+                g[t] = r[t] + gamma * (g[t + 1] if t + 1 < T else 0.0)
+            v_pred.append(mazero.support_to_scalar(v_logits, S).numpy())
+            ret.append(g)
+            rewards.append(r)
+            a = torch.as_tensor(a)
+            for k in range(1, min(UNROLL, T) + 1):  # s[t] is s_{t,k-1} of the unroll started at t
+                m = T - k + 1
+                s, r_logits, _, _ = model.recurrent(s[:m], a[k - 1:k - 1 + m])
+                pairs[k].append(np.stack([mazero.support_to_scalar(r_logits, S).numpy(), r[k - 1:]]))
+    v_pred, ret, rewards = map(np.concatenate, (v_pred, ret, rewards))
+    out = {"value_corr": np.corrcoef(v_pred, ret)[0, 1], "value_bias": np.mean(v_pred - ret),
+           "value_rmse": np.sqrt(np.mean((v_pred - ret) ** 2)), "return_std": ret.std(), "reward_std": rewards.std()}
+    for k, p in pairs.items():
+        if p:
+            pred, real = np.concatenate(p, 1)
+            out[f"reward_corr_k{k}"] = np.corrcoef(pred, real)[0, 1]
+            out[f"reward_rmse_k{k}"] = np.sqrt(np.mean((pred - real) ** 2))
+    return out
+
+
+def diagnose(checkpoint, episodes):
+    try:
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception:
+        sweep.fail(f"{checkpoint} is not a readable torch checkpoint")
+    if not isinstance(ck, dict) or ck.get("script") != "mazero":
+        sweep.fail(f"{checkpoint} is not a mazero.py checkpoint")
+    args = mazero.Args(**ck["args"])
+    env = games.make_starcraft(ck["map"], min(args.num_envs, episodes), args.seed + 10_000, args.backend)
+    model = mazero.MAZeroNet(env.n_agents, env.obs_dim, env.n_actions, args)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    torch.manual_seed(0)
+    greedy_eps, _, _ = play(model, env, args, episodes, None, None)
+    out = model_accuracy(model, greedy_eps, args.gamma)
+    out["greedy_win_rate"] = np.mean([won for *_, won in greedy_eps])
+    search_eps, sampled, agrees = play(model, env, args, episodes, mazero.search_config(args, args.num_simulations),
+                                       np.random.default_rng(0))
+    out["search_win_rate"] = np.mean([won for *_, won in search_eps])
+    out["greedy_sampled"], out["search_agrees"] = sampled.mean(), agrees.mean()
+    return ck, ck["counters"][0], {k: float(v) for k, v in out.items()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="+", help="sweep directories, sweep run directories of mazero.py runs, or "
+                   "checkpoint files (variant: the run's --exp-name)")
+    p.add_argument("--variants", nargs="+", help="only these variants")
+    p.add_argument("--episodes", type=int, default=64, help="greedy and search episodes per checkpoint")
+    p.add_argument("--out", required=True, help="output prefix: <out>.csv and <out>_summary.csv")
+    a = p.parse_args(argv)
+    if a.episodes < 1:
+        sweep.fail(f"--episodes must be >= 1, got {a.episodes}")
+    out = sweep.output_path(a.out)
+    torch.set_num_threads(1)
+    files = [Path(x) for x in a.paths if Path(x).is_file()]
+    dirs = [x for x in a.paths if not Path(x).is_file()]
+    todo = []  # (name, checkpoint, variant or None: the checkpoint's exp_name, seed or None)
+    for script, mp, variant, seed, logdir in sweep.find_runs(dirs, None) if dirs else []:
+        run_dir = logdir.parent.parent
+        ckpts = sweep.checkpoints(run_dir)
+        if script != "mazero" or (a.variants and variant not in a.variants):
+            continue
+        if not sweep.finished({"run_dir": run_dir}) or not ckpts:
+            print(f"[diagnose] {run_dir.name}: not finished, skipped", file=sys.stderr)
+            continue
+        todo.append((run_dir.name, ckpts[-1], variant, seed))
+    todo += [(str(f), f, None, None) for f in files]
+    long_rows, table = [], {}
+    for name, checkpoint, variant, seed in todo:
+        ck, step, res = diagnose(checkpoint, a.episodes)
+        script, mp = "mazero", ck["map"]
+        variant, seed = variant or ck["args"]["exp_name"], seed or ck["args"]["seed"]
+        print(f"[diagnose] {name} at {step:,}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()), flush=True)
+        long_rows += [(script, mp, variant, seed, step, f"diag/{k}", v) for k, v in res.items()]
+        for k, v in res.items():
+            table.setdefault((script, mp, variant, f"diag/{k}"), []).append((step, v))
+    if not long_rows:
+        sweep.fail("no finished mazero.py runs or checkpoints in " + " ".join(a.paths))
+    sweep.write_long_csv(f"{out}.csv", long_rows)
+    rng = np.random.default_rng(0)
+    with open(f"{out}_summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(sweep.LONG_COLUMNS)
+        for (script, mp, variant, metric), vals in table.items():
+            step, x = max(s for s, _ in vals), [v for _, v in vals]
+            lo, hi = sweep.bootstrap_ci(x, rng)
+            w.writerow((script, mp, variant, "seeds", step, metric, len(x)))
+            w.writerows((script, mp, variant, name, step, metric, f"{v:.6g}")
+                        for name, v in (("mean", np.mean(x)), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(v))
+    print(f"[diagnose] wrote {out}.csv and {out}_summary.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
