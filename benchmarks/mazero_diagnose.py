@@ -12,6 +12,8 @@ For each finished sweep run's newest checkpoint, on the evaluation envs (seed + 
 2. Search episodes (noise-free search with the checkpoint's --num-simulations and --num-sampled, the most visited
    root child, as --eval-mcts): the fraction of decisions whose greedy joint action is among the sampled root
    actions, the fraction in which the search chooses it, and the win rate.
+3. The self-play policy (search with root noise, the child drawn with probability ~ N(a)^(1/tau), as training
+   acts) at each --selfplay-taus: its win rate, i.e. the quality of the data the model would be trained on next.
 Writes <out>.csv (long: script,map,variant,seed,step,metric,value) and <out>_summary.csv (mean and 95% bootstrap CI
 over seeds, as sweep.py plot writes them)."""
 import argparse
@@ -32,9 +34,9 @@ import sweep  # noqa: E402
 UNROLL = 5
 
 
-def play(model, env, args, episodes, cfg, rng):
+def play(model, env, args, episodes, cfg, rng, noise=False, tau=0.0):
     """Whole episodes on env (each env plays ceil(episodes / E) of them, as mazero.evaluate). Greedy (cfg None) or by
-    noise-free search. Returns the episodes (stacked observations x [T, n, S*d], actions [T, n], rewards [T], won)
+    search (root noise if `noise`, the child drawn at temperature tau; 0: the most visited). Returns the episodes (stacked observations x [T, n, S*d], actions [T, n], rewards [T], won)
     and, for search, per decision whether the greedy joint action was sampled and whether it was chosen."""
     E = env.num_envs
     quota = -(-episodes // E)
@@ -49,9 +51,8 @@ def play(model, env, args, episodes, cfg, rng):
         greedy = np.where(legal > 0, logits, -np.inf).argmax(-1)  # [E, n]
         actions = greedy
         if cfg is not None:
-            out, _ = mazero.search(model, x, legal > 0, cfg, rng, add_noise=False, **mazero.search_options(args))
-            best = out.visit_counts.argmax(1)
-            actions = out.actions[np.arange(E), best]
+            out, _ = mazero.search(model, x, legal > 0, cfg, rng, add_noise=noise, **mazero.search_options(args))
+            actions = out.actions[np.arange(E), mazero.sample_slot(out.visit_counts, tau, rng)]
             hit = (out.actions == greedy[:, None]).all(-1) & out.valid  # [E, K]
             live = done_count < quota
             sampled += list(hit.any(1)[live])
@@ -99,7 +100,7 @@ def model_accuracy(model, episodes, gamma):
     return out
 
 
-def diagnose(checkpoint, episodes):
+def diagnose(checkpoint, episodes, selfplay_taus):
     try:
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except Exception:
@@ -115,10 +116,13 @@ def diagnose(checkpoint, episodes):
     greedy_eps, _, _ = play(model, env, args, episodes, None, None)
     out = model_accuracy(model, greedy_eps, args.gamma)
     out["greedy_win_rate"] = np.mean([won for *_, won in greedy_eps])
-    search_eps, sampled, agrees = play(model, env, args, episodes, mazero.search_config(args, args.num_simulations),
-                                       np.random.default_rng(0))
+    cfg = mazero.search_config(args, args.num_simulations)
+    search_eps, sampled, agrees = play(model, env, args, episodes, cfg, np.random.default_rng(0))
     out["search_win_rate"] = np.mean([won for *_, won in search_eps])
     out["greedy_sampled"], out["search_agrees"] = sampled.mean(), agrees.mean()
+    for tau in selfplay_taus:
+        eps, _, _ = play(model, env, args, episodes, cfg, np.random.default_rng(0), noise=True, tau=tau)
+        out[f"selfplay_win_rate_tau{tau:g}"] = np.mean([won for *_, won in eps])
     return ck, ck["counters"][0], {k: float(v) for k, v in out.items()}
 
 
@@ -128,10 +132,14 @@ def main(argv=None):
                    "checkpoint files (variant: the run's --exp-name)")
     p.add_argument("--variants", nargs="+", help="only these variants")
     p.add_argument("--episodes", type=int, default=64, help="greedy and search episodes per checkpoint")
+    p.add_argument("--selfplay-taus", type=float, nargs="*", default=[1.0, 0.25, 0.0],
+                   help="temperatures of the self-play policies to play (none: skip)")
     p.add_argument("--out", required=True, help="output prefix: <out>.csv and <out>_summary.csv")
     a = p.parse_args(argv)
     if a.episodes < 1:
         sweep.fail(f"--episodes must be >= 1, got {a.episodes}")
+    if any(not tau >= 0 for tau in a.selfplay_taus):
+        sweep.fail(f"--selfplay-taus must be >= 0, got {a.selfplay_taus}")
     out = sweep.output_path(a.out)
     torch.set_num_threads(1)
     files = [Path(x) for x in a.paths if Path(x).is_file()]
@@ -149,7 +157,7 @@ def main(argv=None):
     todo += [(str(f), f, None, None) for f in files]
     long_rows, table = [], {}
     for name, checkpoint, variant, seed in todo:
-        ck, step, res = diagnose(checkpoint, a.episodes)
+        ck, step, res = diagnose(checkpoint, a.episodes, a.selfplay_taus)
         script, mp = "mazero", ck["map"]
         variant, seed = variant or ck["args"]["exp_name"], seed or ck["args"]["seed"]
         print(f"[diagnose] {name} at {step:,}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()), flush=True)
