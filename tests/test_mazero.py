@@ -458,7 +458,8 @@ EVAL = re.compile(r"eval at step ([\d,]+): win rate \d\.\d{3}, return -?\d+\.\d\
 def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, monkeypatch, capsys):
     """A run to 200 (no --capture-video: no videos/), a resume to 400 with --capture-video, then a second resume from
     the checkpoint at 200, as if the first resume had died before its checkpoint: TensorBoard (purge_step) must show
-    every evaluation once. Also the console lines, the CPU note, a truncated checkpoint, --eval-only."""
+    every evaluation once. Also the console lines, the CPU note, a truncated checkpoint, --eval-only, and
+    benchmarks/mazero_diagnose.py on the checkpoint."""
     import shutil
 
     from PIL import Image
