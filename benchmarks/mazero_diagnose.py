@@ -108,7 +108,10 @@ def diagnose(checkpoint, episodes, selfplay_taus):
     if not isinstance(ck, dict) or ck.get("script") != "mazero":
         sweep.fail(f"{checkpoint} is not a mazero.py checkpoint")
     args = mazero.Args(**ck["args"])
-    env = games.make_starcraft(ck["map"], min(args.num_envs, episodes), args.seed + 10_000, args.backend)
+    try:
+        env = games.make_starcraft(ck["map"], min(args.num_envs, episodes), args.seed + 10_000, args.backend)
+    except (ValueError, RuntimeError) as e:  # a backend that is not installed here
+        sweep.fail(str(e))
     model = mazero.MAZeroNet(env.n_agents, env.obs_dim, env.n_actions, args)
     model.load_state_dict(ck["model"])
     model.eval()
