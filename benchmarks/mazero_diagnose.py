@@ -17,8 +17,6 @@ For each finished sweep run's newest checkpoint, on the evaluation envs (seed + 
 Writes <out>.csv (long: script,map,variant,seed,step,metric,value) and <out>_summary.csv (mean and 95% bootstrap CI
 over seeds, as sweep.py plot writes them)."""
 import argparse
-import csv
-import os
 import sys
 from pathlib import Path
 
@@ -36,8 +34,9 @@ UNROLL = 5
 
 def play(model, env, args, episodes, cfg, rng, noise=False, tau=0.0):
     """Whole episodes on env (each env plays ceil(episodes / E) of them, as mazero.evaluate). Greedy (cfg None) or by
-    search (root noise if `noise`, the child drawn at temperature tau; 0: the most visited). Returns the episodes (stacked observations x [T, n, S*d], actions [T, n], rewards [T], won)
-    and, for search, per decision whether the greedy joint action was sampled and whether it was chosen."""
+    search (root noise if `noise`, the child drawn at temperature tau; 0: the most visited). Returns the episodes
+    (stacked observations x [T, n, S*d], actions [T, n], rewards [T], won) and, for search, per decision whether the
+    greedy joint action was sampled and whether it was chosen."""
     E = env.num_envs
     quota = -(-episodes // E)
     obs, _, legal = env.reset()
@@ -150,9 +149,9 @@ def main(argv=None):
     todo = []  # (name, checkpoint, variant or None: the checkpoint's exp_name, seed or None)
     for script, mp, variant, seed, logdir in sweep.find_runs(dirs, None) if dirs else []:
         run_dir = logdir.parent.parent
-        ckpts = sweep.checkpoints(run_dir)
         if script != "mazero" or (a.variants and variant not in a.variants):
             continue
+        ckpts = sweep.checkpoints(run_dir)
         if not sweep.finished({"run_dir": run_dir}) or not ckpts:
             print(f"[diagnose] {run_dir.name}: not finished, skipped", file=sys.stderr)
             continue
@@ -171,15 +170,11 @@ def main(argv=None):
         sweep.fail("no finished mazero.py runs or checkpoints in " + " ".join(a.paths))
     sweep.write_long_csv(f"{out}.csv", long_rows)
     rng = np.random.default_rng(0)
-    with open(f"{out}_summary.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(sweep.LONG_COLUMNS)
-        for (script, mp, variant, metric), vals in table.items():
-            step, x = max(s for s, _ in vals), [v for _, v in vals]
-            lo, hi = sweep.bootstrap_ci(x, rng)
-            w.writerow((script, mp, variant, "seeds", step, metric, len(x)))
-            w.writerows((script, mp, variant, name, step, metric, f"{v:.6g}")
-                        for name, v in (("mean", np.mean(x)), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(v))
+    entries = []
+    for (*key, metric), vals in table.items():
+        x = [v for _, v in vals]
+        entries.append((*key, max(s for s, _ in vals), metric, x, np.mean(x), *sweep.bootstrap_ci(x, rng)))
+    sweep.write_seed_summary(f"{out}_summary.csv", entries)
     print(f"[diagnose] wrote {out}.csv and {out}_summary.csv")
     return 0
 

@@ -387,6 +387,18 @@ def write_long_csv(path, rows):
         w.writerows((*row[:6], f"{row[6]:.6g}") for row in rows)
 
 
+def write_seed_summary(path, entries):
+    """A summary CSV of one value per seed (the long CSV's columns; `seed` names the statistic): entries are
+    (script, map, variant, step, metric, values, mean, ci95 low, ci95 high); `seeds` is how many values."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(LONG_COLUMNS)
+        for *key, step, metric, x, mean, lo, hi in entries:
+            w.writerow((*key, "seeds", step, metric, len(x)))
+            w.writerows((*key, name, step, metric, f"{v:.6g}") for name, v in
+                        (("mean", mean), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(v))
+
+
 def find_runs(paths, script):
     """(script, map, variant, seed, event directory) for every run under `paths`: sweep directories, sweep run
     directories (<script>__<map>__<variant>__<seed>) or plain run directories of a script ({map}__{exp}__{seed}__{t})."""
@@ -689,14 +701,8 @@ def cmd_final(a):
         print(f"[final] {'/'.join(key)}, {len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}): "
               + "; ".join(line))
     write_long_csv(f"{out}.csv", long_rows)
-    with open(f"{out}_summary.csv", "w", newline="") as f:  # step: the largest checkpoint step of the variant's seeds
-        w = csv.writer(f)
-        w.writerow(LONG_COLUMNS)
-        for (key, metric), (x, mean, lo, hi) in stats.items():
-            step = max(table[key][s][first]["step"] for s in table[key])
-            w.writerow((*key, "seeds", step, metric, len(x)))
-            w.writerows((*key, n, step, metric, f"{v:.6g}") for n, v in
-                        (("mean", mean), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(v))
+    last_step = {key: max(table[key][s][first]["step"] for s in table[key]) for key in order}  # of the variant's seeds
+    write_seed_summary(f"{out}_summary.csv", [(*key, last_step[key], metric, *st) for (key, metric), st in stats.items()])
     print(f"[final] wrote {out}.csv and {out}_summary.csv")
     return 0
 
