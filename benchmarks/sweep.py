@@ -30,7 +30,8 @@ than half the evaluation spacing are one point), and per step it reports the num
 percentile-bootstrap interval of the mean over seeds (10,000 resamples; with 2-3 seeds it is narrower than a t
 interval would be: read it as a description of the seeds, not a guarantee) and, with >= 4 seeds, the interquartile mean,
 in a summary CSV with the long CSV's columns whose `seed` column names the statistic (seeds, mean, ci95_low, ci95_high,
-iqm).
+iqm). Whether a level is held rather than touched once: the same statistics of each seed's mean over its last K
+evaluations (`--last`, default 5), as metric `<tag>@last<K>` at the variant's last step, over the seeds that reached it.
 
 `final` runs `<script>.py --checkpoint <newest checkpoint> --eval-only <mode flags>` for every finished run and every
 named mode (results cached in `<run_dir>/final.json`, keyed by the flags and the checkpoint's size and mtime) and
@@ -478,6 +479,15 @@ def bootstrap_ci(values, rng, resamples=10_000):
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def last_k_means(steps, per_run, k):
+    """Per run, the mean of its values at the last k aligned steps, for the runs that reached the last step (a run
+    still in progress is left out, not averaged over an earlier window); [] when k < 1 or no run has k values."""
+    if k < 1 or len(steps) < k:
+        return []
+    window = steps[-k:]
+    return [float(np.mean([pr[s] for s in window])) for pr in per_run if all(s in pr for s in window)]
+
+
 def cmd_plot(a):
     from scipy.stats import trim_mean
 
@@ -510,6 +520,11 @@ def cmd_plot(a):
                 lo, hi = bootstrap_ci(vals, rng)
                 iqm = float(trim_mean(vals, 0.25)) if len(vals) >= 4 else float("nan")
                 summary.append((*key, m, s, len(vals), float(np.mean(vals)), lo, hi, iqm))
+            held = last_k_means(steps, per_run, a.last)
+            if held:  # whether a level is held, not touched once: each seed's mean over its last K evaluations
+                lo, hi = bootstrap_ci(held, rng)
+                iqm = float(trim_mean(held, 0.25)) if len(held) >= 4 else float("nan")
+                summary.append((*key, f"{m}@last{a.last}", steps[-1], len(held), float(np.mean(held)), lo, hi, iqm))
     write_long_csv(f"{out}.csv", long_rows)
     with open(f"{out}_summary.csv", "w", newline="") as f:  # the long CSV's columns; `seed` names the statistic
         w = csv.writer(f)
@@ -581,6 +596,10 @@ def report(summary, metric, order, groups):
         wall = f", wall per finished run {hms(np.mean(walls))} ({len(walls)} runs)" if walls else ""
         ci = f" [{r[7]:.3f}, {r[8]:.3f}]" if r[5] >= 2 else ""
         print(f"[plot] {'/'.join(key)}: {metric} at step {r[4]:,} over {r[5]} seeds: mean {r[6]:.3f}{ci}{wall}")
+        for h in (h for h in summary if h[:3] == key and h[3].startswith(f"{metric}@last")):
+            ci = f" [{h[7]:.3f}, {h[8]:.3f}]" if h[5] >= 2 else ""
+            print(f"[plot] {'/'.join(key)}: {h[3]} (each seed's mean over its last evaluations) over {h[5]} seeds: "
+                  f"mean {h[6]:.3f}{ci}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -771,6 +790,8 @@ def main(argv=None):
     q.add_argument("--title", default=None, help="PNG title")
     q.add_argument("--target", type=float, default=None, help="draw a horizontal line at this value (e.g. 0.9)")
     q.add_argument("--no-seed-lines", dest="seed_lines", action="store_false", help="do not draw each seed thinly")
+    q.add_argument("--last", type=int, default=5, help="also summarise each seed's mean over its last K evaluations "
+                                                       "(metric <tag>@last<K> at the last step; default 5, 0: off)")
     q.set_defaults(func=cmd_plot)
 
     f = sub.add_parser("final", help="evaluate every finished run's last checkpoint in named modes, paired by seed",

@@ -209,6 +209,15 @@ def test_plot_writes_the_columns_and_intervals(tmp_path):
     assert min(last) <= float(r["ci95_low"]) < float(r["mean"]) < float(r["ci95_high"]) <= max(last)
     assert float(r["iqm"]) == pytest.approx(np.mean(sorted(last)[1:3]), abs=1e-5)
     assert (tmp_path / "res.png").stat().st_size > 10_000
+    out = sweep("plot", str(root), "--out", str(tmp_path / "held"), "--last", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    held = {(row[2], row[3]): (int(row[4]), float(row[6])) for row in read_csv(tmp_path / "held_summary.csv")[1:]
+            if row[5] == "eval/win_rate@last2"}
+    per_seed = [(spread[s][100] + spread[s][200]) / 2 for s in (1, 2, 3, 4)]  # each seed's last two evaluations
+    assert held[("spread", "seeds")] == (208, 4) and held[("spread", "mean")][1] == pytest.approx(np.mean(per_seed))
+    assert min(per_seed) <= held[("spread", "ci95_low")][1] <= held[("spread", "ci95_high")][1] <= max(per_seed)
+    assert held[("same", "mean")] == (200, 0.625) and held[("resumed", "mean")][1] == pytest.approx(0.975)
+    assert "eval/win_rate@last2" in out.stdout
 
 
 def test_plot_of_nothing_is_one_line(tmp_path):
