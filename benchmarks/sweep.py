@@ -170,7 +170,7 @@ def attempt_argv(run):
     return run["argv"], "new"
 
 
-_children = set()  # processes started by this sweep, killed if the sweep is stopped
+_children = {}  # process -> (run_dir, status, attempt record, start time): killed and recorded if the sweep is stopped
 _lock = threading.Lock()
 
 
@@ -199,10 +199,10 @@ def run_one(run, gpu=None):
         record["pid"] = proc.pid
         write_status(run_dir, status)
         with _lock:
-            _children.add(proc)
+            _children[proc] = (run_dir, status, record, start)
         code = proc.wait()
         with _lock:
-            _children.discard(proc)
+            _children.pop(proc, None)
     record.update(exit_code=code, wall_seconds=round(time.time() - start, 1),
                   ended=time.strftime("%Y-%m-%d %H:%M:%S"))
     write_status(run_dir, status)
@@ -821,12 +821,20 @@ def main(argv=None):
             fail("--launcher slurm: no sbatch here; on a machine without SLURM use --submitit-cluster local")
 
     def stop(signum, frame):  # a stopped sweep stops its runs; their checkpoints let the next call resume them
-        with _lock:
-            for proc in list(_children):
+        with _lock:  # held to the exit: the runs' own threads do not write their status meanwhile
+            for proc in _children:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except OSError:
                     pass
+            for proc, (run_dir, status, record, start) in _children.items():  # the attempt's wall time is kept
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
+                record.update(exit_code=proc.returncode, wall_seconds=round(time.time() - start, 1),
+                              ended=time.strftime("%Y-%m-%d %H:%M:%S"), stopped_by_signal=signum)
+                write_status(run_dir, status)
         print(f"[sweep] stopped by signal {signum}; re-run the same command to resume", file=sys.stderr, flush=True)
         os._exit(130)
 

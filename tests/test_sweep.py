@@ -2,6 +2,7 @@
 failing run, the plot's CSVs and intervals on event files written here, and `final`'s paired evaluations."""
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -111,6 +112,31 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(local_sweep, tmp_path):
     assert last["how"].startswith("resuming from runs/matrix__fop__1__") and last["exit_code"] == 0
     assert "--checkpoint " in last["command"] and "checkpoint.pt" in last["command"]
     assert len(list(run.glob("runs/*"))) == 1  # the resumed run wrote into the same run directory
+
+
+def test_a_stopped_sweep_records_its_runs_attempts(tmp_path):
+    """SIGTERM to the sweep stops its run and writes the attempt's end (exit code, wall time), so the next call
+    resumes it and the plot's wall column counts the stopped attempt."""
+    import signal
+    import time
+
+    args = ["run", "--sweep", "stop", "--scripts", "fop", "--env", "matrix", "--seeds", "1",
+            "--flags", "--total-timesteps 1000000 --eval-interval 100000", "--variant", "base=", "--workers", "1"]
+    proc = subprocess.Popen([sys.executable, str(SWEEP), *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "runs" / "sweeps" / "stop" / "fop__matrix__base__1"
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "status.json").exists() and attempts(run)[-1].get("pid")):
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "stopped by signal" in err
+    (record,) = attempts(run)
+    assert record["exit_code"] not in (None, 0) and record["stopped_by_signal"] == signal.SIGTERM
+    assert record["wall_seconds"] >= 3 and record["ended"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(record["pid"], 0)  # the run itself is gone, not left behind
 
 
 def test_a_run_that_another_sweep_is_running_is_left_to_it(local_sweep):
