@@ -3,7 +3,7 @@
 
     # 3 seeds of two variants of fop.py on SMAX 3m, two runs side by side (re-running the same command resumes it)
     python benchmarks/sweep.py run --sweep fop_3m --scripts fop --maps 3m --seeds 1 2 3 \\
-        --flags "--total-timesteps 1000000" --variant paper="" --variant authors="--single-alpha --entropy-mean" \\
+        --flags "--total-timesteps 1000000" --variant defaults="" --variant authors="--single-alpha --entropy-mean" \\
         --workers 2
     # the same runs as a SLURM array job (submitit), one GPU and 4 CPUs per run
     python benchmarks/sweep.py run ... --launcher slurm --partition gpu --gpus-per-run 1 --cpus-per-run 4 --time 720
