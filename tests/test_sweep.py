@@ -115,8 +115,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(local_sweep, tmp_path):
 
 
 def test_a_stopped_sweep_records_its_runs_attempts(tmp_path):
-    """SIGTERM to the sweep stops its run and writes the attempt's end (exit code, wall time), so the next call
-    resumes it and the plot's wall column counts the stopped attempt."""
+    """SIGTERM to the sweep stops its run and writes the attempt's end (exit code, wall time, the signal), so the
+    plot's wall column counts the stopped attempt and the next call sees it ended (resuming: the test above)."""
     import signal
     import time
 
