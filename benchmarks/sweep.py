@@ -203,10 +203,15 @@ def run_one(run, gpu=None):
         code = proc.wait()
         with _lock:
             _children.pop(proc, None)
-    record.update(exit_code=code, wall_seconds=round(time.time() - start, 1),
-                  ended=time.strftime("%Y-%m-%d %H:%M:%S"))
-    write_status(run_dir, status)
+    end_attempt(run_dir, status, record, start, code)
     return record
+
+
+def end_attempt(run_dir, status, record, start, code, **extra):
+    """Write an attempt's end into its run's status.json: exit code, wall seconds, end time (and `extra`)."""
+    record.update(exit_code=code, wall_seconds=round(time.time() - start, 1), ended=time.strftime("%Y-%m-%d %H:%M:%S"),
+                  **extra)
+    write_status(run_dir, status)
 
 
 def write_status(run_dir, status):
@@ -488,9 +493,15 @@ def last_k_means(steps, per_run, k):
     return [float(np.mean([pr[s] for s in window])) for pr in per_run if all(s in pr for s in window)]
 
 
-def cmd_plot(a):
+def over_seeds(vals, rng):
+    """(seeds, mean, ci95 low, ci95 high, IQM) of one value per seed; the IQM only with >= 4 seeds (else nan)."""
     from scipy.stats import trim_mean
 
+    iqm = float(trim_mean(vals, 0.25)) if len(vals) >= 4 else float("nan")
+    return (len(vals), float(np.mean(vals)), *bootstrap_ci(vals, rng), iqm)
+
+
+def cmd_plot(a):
     metrics = a.metric or ["eval/win_rate"]
     runs = find_runs(a.paths, a.script)
     if a.variants:
@@ -516,15 +527,10 @@ def cmd_plot(a):
                 long_rows += [(*key, r[3], s, m, v) for s, v in data[r].get(m, [])]
             steps, per_run = align([data[r].get(m, []) for r in group])
             for s in steps:
-                vals = [pr[s] for pr in per_run if s in pr]
-                lo, hi = bootstrap_ci(vals, rng)
-                iqm = float(trim_mean(vals, 0.25)) if len(vals) >= 4 else float("nan")
-                summary.append((*key, m, s, len(vals), float(np.mean(vals)), lo, hi, iqm))
+                summary.append((*key, m, s, *over_seeds([pr[s] for pr in per_run if s in pr], rng)))
             held = last_k_means(steps, per_run, a.last)
             if held:  # whether a level is held, not touched once: each seed's mean over its last K evaluations
-                lo, hi = bootstrap_ci(held, rng)
-                iqm = float(trim_mean(held, 0.25)) if len(held) >= 4 else float("nan")
-                summary.append((*key, f"{m}@last{a.last}", steps[-1], len(held), float(np.mean(held)), lo, hi, iqm))
+                summary.append((*key, f"{m}@last{a.last}", steps[-1], *over_seeds(held, rng)))
     write_long_csv(f"{out}.csv", long_rows)
     with open(f"{out}_summary.csv", "w", newline="") as f:  # the long CSV's columns; `seed` names the statistic
         w = csv.writer(f)
@@ -832,9 +838,7 @@ def main(argv=None):
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     pass
-                record.update(exit_code=proc.returncode, wall_seconds=round(time.time() - start, 1),
-                              ended=time.strftime("%Y-%m-%d %H:%M:%S"), stopped_by_signal=signum)
-                write_status(run_dir, status)
+                end_attempt(run_dir, status, record, start, proc.returncode, stopped_by_signal=signum)
         print(f"[sweep] stopped by signal {signum}; re-run the same command to resume", file=sys.stderr, flush=True)
         os._exit(130)
 
