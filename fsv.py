@@ -36,9 +36,10 @@ which the paper says it keeps (Appendix 7.2); where neither helps, the choice is
 - alpha decays linearly from 1 to 0.01 (Table 8); the paper gives no duration. Matrix game: over
   the whole 20k steps. SMAC: over 10k env steps (ours). At alpha ~ 1 the entropy bonus
   alpha sum_i H(pi_i) (~5 per step on 3m) dwarfs SMAC's rewards (< 1 per step) and pays agents to
-  survive rather than fight: annealed over 50k, 3m had 0 wins at 100k steps (a development run;
-  its log was not kept). `--autotune` adjusts alpha by Eq. 34 instead (Table 8's continuous
-  setting; target entropy 0.2 log|U| per agent: ours). SMAX 3m, 3 seeds to 1M (benchmarks/README.md,
+  survive rather than fight: annealed over 200k (`--alpha-anneal-steps 200000`), 3m had no win by
+  500k on 2 seeds (sweep E; over 50k, 0 wins at 100k in an unlogged development run). `--autotune`
+  adjusts alpha by Eq. 34 instead (Table 8's continuous setting; target entropy 0.2 log|U| per
+  agent: ours). SMAX 3m, 3 seeds to 1M (benchmarks/README.md,
   sweep E): the mean of each seed's last five evaluations is 0.831 with the 10k decay (alpha at its
   floor from 10k on) and 0.896 with --autotune (alpha ~0.03-0.045), higher on every seed.
 - Continuous (MTQ, one-step): Q_i, V_i and a tanh-Gaussian policy, each 2 x 64 (Table 8; one
