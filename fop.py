@@ -67,8 +67,8 @@ Where this script departs from the paper or from the authors' code (liyheng/FOP)
     is the reward, so off-policy data biases nothing): 10 of 10 seeds reach (A, A) and Q_jt reproduces every cell of
     Table 1b within 0.52. Acting by pi_i (--explore 0) also reaches (A, A) in 10 of 10, but the cells it stops
     visiting drift by up to 1.84; the authors' weights or the per-agent alpha_i miss (A, A) in most seeds
-    (benchmarks/fop_results.md). On SMAX 3m (sweep D, 3 seeds, current code) these weights with the authors' flags reach
-    0.375 at 500k env steps and the defaults 0.948 [0.906, 0.969] (3 seeds) (benchmarks/fop_results.md).
+    (benchmarks/fop_results.md). On SMAX 3m (sweep D, 3 seeds, current code) these weights with the authors' flags
+    reach 0.375 at 500k env steps, the defaults 0.948 [0.906, 0.969] (benchmarks/fop_results.md).
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
