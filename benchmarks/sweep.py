@@ -32,6 +32,9 @@ interval would be: read it as a description of the seeds, not a guarantee) and, 
 in a summary CSV with the long CSV's columns whose `seed` column names the statistic (seeds, mean, ci95_low, ci95_high,
 iqm). Whether a level is held rather than touched once: the same statistics of each seed's mean over its last K
 evaluations (`--last`, default 5), as metric `<tag>@last<K>` at the variant's last step, over the seeds that reached it.
+Whether one variant is ahead of another: `--diff A B` adds, at each step both reached, mean(A) - mean(B) and a 95%
+bootstrap interval that resamples each variant's seeds on its own (variant `A-B`, statistics seeds_a, seeds_b, mean,
+ci95_low, ci95_high).
 
 `final` runs `<script>.py --checkpoint <newest checkpoint> --eval-only <mode flags>` for every finished run and every
 named mode (results cached in `<run_dir>/final.json`, keyed by the flags and the checkpoint's size and mtime) and
@@ -508,6 +511,10 @@ def cmd_plot(a):
         runs = [r for r in runs if r[2] in a.variants]
         if not runs:
             fail(f"no runs of the variants {', '.join(a.variants)}")
+    for va, vb in a.diff or []:
+        missing = [v for v in (va, vb) if v not in {r[2] for r in runs}]
+        if va == vb or missing:
+            fail(f"--diff {va} {vb}: " + (f"no runs of {', '.join(missing)}" if missing else "two different variants"))
     scripts, maps = sorted({r[0] for r in runs}), sorted({r[1] for r in runs})
     out = output_path(a.out or f"benchmarks/results/{'+'.join(scripts)}_{'+'.join(maps)}")
     data = {r: read_scalars(r[4], metrics) for r in runs}
@@ -531,6 +538,7 @@ def cmd_plot(a):
             held = last_k_means(steps, per_run, a.last)
             if held:  # whether a level is held, not touched once: each seed's mean over its last K evaluations
                 summary.append((*key, f"{m}@last{a.last}", steps[-1], *over_seeds(held, rng)))
+    diffs = differences(a.diff or [], groups, data, metrics, rng)
     write_long_csv(f"{out}.csv", long_rows)
     with open(f"{out}_summary.csv", "w", newline="") as f:  # the long CSV's columns; `seed` names the statistic
         w = csv.writer(f)
@@ -539,10 +547,53 @@ def cmd_plot(a):
             w.writerow((sc, mp, var, "seeds", step, m, n))
             w.writerows((sc, mp, var, name, step, m, f"{x:.6g}") for name, x in zip(SUMMARY_STATS, stats)
                         if not np.isnan(x))
+        for sc, mp, var, m, step, n_a, n_b, *stats in diffs:
+            w.writerows((sc, mp, var, name, step, m, n) for name, n in (("seeds_a", n_a), ("seeds_b", n_b)))
+            w.writerows((sc, mp, var, name, step, m, f"{x:.6g}") for name, x in zip(SUMMARY_STATS, stats)
+                        if not np.isnan(x))
     plot_png(f"{out}.png", summary, long_rows, metrics[0], order, groups, a)
     report(summary, metrics[0], order, groups)
+    report_differences(diffs, metrics[0])
     print(f"[plot] wrote {out}.csv, {out}_summary.csv and {out}.png")
     return 0
+
+
+def differences(pairs, groups, data, metrics, rng, resamples=10_000):
+    """--diff A B: at each step both variants reached (aligned together), mean(A) - mean(B) over their seeds and a
+    95% percentile-bootstrap interval that resamples each variant's seeds independently (runs of two variants are not
+    paired: one seed number gives the same environment draws only until the policies differ). Rows (script, map,
+    "A-B", metric, step, seeds of A, seeds of B, difference, low, high, nan), for every script and map with both."""
+    rows = []
+    for pair in pairs:
+        va, vb = pair
+        for sc, mp in sorted({k[:2] for k in groups}):
+            if (sc, mp, va) not in groups or (sc, mp, vb) not in groups:
+                continue
+            ga, gb = (sorted(groups[(sc, mp, v)], key=lambda r: r[3]) for v in (va, vb))
+            for m in metrics:
+                steps, per_run = align([data[r].get(m, []) for r in ga + gb])
+                for s in steps:
+                    xa = np.array([pr[s] for pr in per_run[:len(ga)] if s in pr])
+                    xb = np.array([pr[s] for pr in per_run[len(ga):] if s in pr])
+                    if not len(xa) or not len(xb):
+                        continue
+                    lo = hi = float("nan")
+                    if len(xa) + len(xb) > 2:
+                        d = (xa[rng.integers(0, len(xa), size=(resamples, len(xa)))].mean(axis=1)
+                             - xb[rng.integers(0, len(xb), size=(resamples, len(xb)))].mean(axis=1))
+                        lo, hi = float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))
+                    rows.append((sc, mp, f"{va}-{vb}", m, s, len(xa), len(xb), float(xa.mean() - xb.mean()), lo, hi,
+                                 float("nan")))
+    return rows
+
+
+def report_differences(diffs, metric):
+    """One line per --diff pair and map: the difference at each step, starred where its interval excludes 0."""
+    for key in dict.fromkeys(r[:3] for r in diffs):
+        pts = [r for r in diffs if r[:3] == key and r[3] == metric]
+        text = ", ".join(f"{r[4]:,}: {r[7]:+.3f}" + (f" [{r[8]:+.3f}, {r[9]:+.3f}]{'*' if r[8] > 0 or r[9] < 0 else ''}"
+                                                     if not np.isnan(r[8]) else "") for r in pts)
+        print(f"[plot] {'/'.join(key)}: {metric} difference of the means (95% CI; * excludes 0): {text}")
 
 
 def plot_png(path, summary, long_rows, metric, order, groups, a):
@@ -796,6 +847,10 @@ def main(argv=None):
     q.add_argument("--title", default=None, help="PNG title")
     q.add_argument("--target", type=float, default=None, help="draw a horizontal line at this value (e.g. 0.9)")
     q.add_argument("--no-seed-lines", dest="seed_lines", action="store_false", help="do not draw each seed thinly")
+    q.add_argument("--diff", nargs=2, action="append", metavar=("A", "B"),
+                   help="also the difference of the means of variants A and B at each step, with a 95%% bootstrap "
+                        "interval that resamples each variant's seeds (variant A-B, statistics seeds_a, seeds_b, "
+                        "mean, ci95_low, ci95_high in the summary CSV); repeatable")
     q.add_argument("--last", type=int, default=5, help="also summarise each seed's mean over its last K evaluations "
                                                        "(metric <tag>@last<K> at the last step; default 5, 0: off)")
     q.set_defaults(func=cmd_plot)

@@ -246,6 +246,32 @@ def test_plot_writes_the_columns_and_intervals(tmp_path):
     assert "eval/win_rate@last2" in out.stdout
 
 
+def test_plot_diff_gives_the_difference_of_two_variants_with_an_interval(tmp_path):
+    root = tmp_path / "sw"
+    a = {1: {0: 0.0, 100: 0.2, 200: 0.9, 300: 1.0}, 2: {0: 0.0, 100: 0.5, 200: 0.9}, 3: {0: 0.0, 100: 0.6, 200: 0.9}}
+    b = {1: {0: 0.0, 100: 0.4, 200: 0.1}, 2: {0: 0.0, 104: 0.1, 200: 0.1}}  # 104: the same evaluation as 100
+    for variant, runs in (("a", a), ("b", b)):
+        for seed, values in runs.items():
+            write_run(root / f"fop__3m__{variant}__{seed}", [(None, values)])
+    out = sweep("plot", str(root), "--out", str(tmp_path / "res"), "--diff", "a", "b", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    wide = {}
+    for row in read_csv(tmp_path / "res_summary.csv")[1:]:
+        if row[2] == "a-b":
+            wide.setdefault(int(row[4]), {})[row[3]] = float(row[6])
+    assert sorted(wide) == [0, 100, 200]  # 300: only one of a's seeds and none of b's
+    assert wide[200]["seeds_a"] == 3 and wide[200]["seeds_b"] == 2
+    assert wide[200]["mean"] == wide[200]["ci95_low"] == wide[200]["ci95_high"] == pytest.approx(0.8)
+    d100 = np.mean([0.2, 0.5, 0.6]) - np.mean([0.4, 0.1])
+    assert wide[100]["mean"] == pytest.approx(d100, abs=1e-5)
+    assert 0.2 - 0.4 <= wide[100]["ci95_low"] < d100 < wide[100]["ci95_high"] <= 0.6 - 0.1
+    line = next(l for l in out.stdout.splitlines() if "a-b" in l)
+    assert "200: +0.800 [+0.800, +0.800]*" in line and "100: " in line
+    for pair in (["a", "c"], ["a", "a"]):  # an unknown variant, or a variant against itself: one line
+        bad = sweep("plot", str(root), "--out", str(tmp_path / "bad"), "--diff", *pair, cwd=tmp_path)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--diff" in bad.stderr
+
+
 def test_plot_of_nothing_is_one_line(tmp_path):
     out = sweep("plot", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
