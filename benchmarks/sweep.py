@@ -21,7 +21,9 @@ Each run is the command `python <script>.py --map <map> <--flags> <variant flags
   * `runs/<run_name>/`: what the script itself writes (TensorBoard events, checkpoint.pt), as it would anywhere.
 A run whose last attempt exited 0 is skipped, so re-running the same sweep command resumes the sweep; a run that was
 interrupted restarts with `--checkpoint runs/<run_name>/checkpoint.pt` (the scripts resume from it), or from scratch,
-deleting its partial run directory, if it had not written a checkpoint yet.
+deleting its partial run directory, if it had not written a checkpoint yet. The same command with a larger
+`--total-timesteps` extends finished runs from their final checkpoints (a longer curve without re-running the start);
+a finished run whose flags differ otherwise is skipped with a warning (a changed configuration is a new variant).
 
 `plot` reads the event files with TensorBoard's EventAccumulator (purge_orphaned_data: what an interrupted process
 logged after its checkpoint is dropped, as TensorBoard shows it) and keeps the last value written at each step, so a
@@ -142,6 +144,44 @@ def finished(run):
     return bool(attempts) and attempts[-1].get("exit_code") == 0
 
 
+def script_flags(command, script):
+    """The flags after `<script>.py` in a recorded command, without --checkpoint and its value."""
+    words = shlex.split(command or "")
+    at = next((i for i, w in enumerate(words) if w.endswith(f"{script}.py")), None)
+    if at is None:
+        return None
+    flags, rest = [], iter(words[at + 1:])
+    for w in rest:
+        if w == "--checkpoint":
+            next(rest, None)
+        elif not w.startswith("--checkpoint="):
+            flags.append(w)
+    return flags
+
+
+def without_total(flags):
+    """(the flags without --total-timesteps, its value as an int or None)."""
+    rest, total, words = [], None, iter(flags)
+    for w in words:
+        if w == "--total-timesteps" or w.startswith("--total-timesteps="):
+            value = next(words, "") if w == "--total-timesteps" else w.split("=", 1)[1]
+            total = int(value.replace("_", "")) if value.replace("_", "").isdigit() else None
+        else:
+            rest.append(w)
+    return rest, total
+
+
+def compared_with_last(run):
+    """How a finished run's last command compares with the sweep's command for it now: "same"; "extend" when the
+    only difference is a larger --total-timesteps (the run goes on from its final checkpoint); else "other"."""
+    attempts = read_status(run["run_dir"])["attempts"]
+    before = script_flags(attempts[-1].get("command") if attempts else "", run["script"])
+    if before is None or before == run["argv"][2:]:
+        return "same"
+    (rest_before, old), (rest_now, new) = without_total(before), without_total(run["argv"][2:])
+    return "extend" if rest_before == rest_now and None not in (old, new) and new > old else "other"
+
+
 def running_elsewhere(run):
     """The pid of a live process of another sweep invocation on this host that is running this run now, else None
     (two invocations must never run one run directory at the same time)."""
@@ -166,7 +206,8 @@ def attempt_argv(run):
     """The command of the next attempt: resume from the run's checkpoint if it wrote one; else start afresh."""
     ckpts = checkpoints(run["run_dir"])
     if ckpts:
-        return run["argv"] + ["--checkpoint", str(ckpts[-1])], f"resuming from {ckpts[-1].relative_to(run['run_dir'])}"
+        how = "extending" if finished(run) else "resuming"
+        return run["argv"] + ["--checkpoint", str(ckpts[-1])], f"{how} from {ckpts[-1].relative_to(run['run_dir'])}"
     stale = Path(run["run_dir"]) / "runs"
     if stale.exists():  # an attempt that stopped before its first checkpoint: its partial logs would mix with the new
         shutil.rmtree(stale)
@@ -339,7 +380,8 @@ def cmd_run(a):
     sweep_dir, runs = expand(a)
     if a.dry_run:
         for r in runs:
-            state = "finished" if finished(r) else ("resume" if checkpoints(r["run_dir"]) else "new")
+            state = (({"same": "finished", "extend": "extend"}.get(compared_with_last(r), "finished, other flags"))
+                     if finished(r) else ("resume" if checkpoints(r["run_dir"]) else "new"))
             print(f"{r['name']} [{state}]: (cd {r['run_dir']} && {shlex.join(r['argv'])})")
         return 0
     try:
@@ -351,7 +393,16 @@ def cmd_run(a):
         fail(f"cannot write sweep directory {sweep_dir}: {e.strerror or e}")
     with open(sweep_dir / "sweep_commands.txt", "a") as f:  # how the sweep was asked for, for the record
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join([sys.executable] + sys.argv)}\n")
-    busy = [(r, running_elsewhere(r)) for r in runs if not finished(r)]
+    kept = {r["name"]: compared_with_last(r) for r in runs if finished(r)}
+    for r in runs:
+        if kept.get(r["name"]) == "other":
+            last = read_status(r["run_dir"])["attempts"][-1]["command"]
+            print(f"[sweep] {r['name']} finished with other flags ({last}): skipped; give a changed run another "
+                  "variant or sweep name", flush=True)
+        elif kept.get(r["name"]) == "extend":
+            print(f"[sweep] {r['name']} finished at a smaller --total-timesteps: extended from its checkpoint",
+                  flush=True)
+    busy = [(r, running_elsewhere(r)) for r in runs if kept.get(r["name"], "extend") == "extend"]
     for r, pid in busy:
         if pid:
             print(f"[sweep] {r['name']} is being run by process {pid} (another sweep invocation): left to it")

@@ -114,6 +114,32 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(local_sweep, tmp_path):
     assert len(list(run.glob("runs/*"))) == 1  # the resumed run wrote into the same run directory
 
 
+def test_a_larger_total_timesteps_extends_finished_runs_and_other_changes_are_skipped(local_sweep, tmp_path):
+    cwd, _, _ = local_sweep
+    shutil.copytree(cwd / "runs" / "sweeps" / "toy", tmp_path / "runs" / "sweeps" / "toy")
+    run = tmp_path / "runs" / "sweeps" / "toy" / "fop__matrix__base__1"
+    longer = TINY.replace("--total-timesteps 128", "--total-timesteps 256")
+    args = ["run", "--sweep", "toy", "--scripts", "fop", "--env", "matrix", "--seeds", "1", "--variant", "base="]
+    before = len(attempts(run))  # 1, or 2 after the resume test above
+    out = sweep(*args, "--flags", longer, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "finished at a smaller --total-timesteps: extended" in out.stdout
+    assert len(attempts(run)) == before + 1
+    last = attempts(run)[-1]
+    assert last["how"].startswith("extending from runs/matrix__fop__1__") and last["exit_code"] == 0
+    assert last["command"].endswith(last["how"].split("from ", 1)[1]) and "--total-timesteps 256" in last["command"]
+    assert len(list(run.glob("runs/*"))) == 1  # the same run directory, one longer curve
+    plot = sweep("plot", str(run), "--out", str(tmp_path / "ext"), cwd=tmp_path)
+    assert plot.returncode == 0, plot.stdout + plot.stderr
+    assert max(int(r[4]) for r in read_csv(tmp_path / "ext.csv")[1:]) == 256
+    again = sweep(*args, "--flags", longer, cwd=tmp_path)  # now finished at 256: skipped
+    assert "1 finished before" in again.stdout and len(attempts(run)) == before + 1
+    other = sweep(*args, "--flags", longer.replace("--eval-episodes 4", "--eval-episodes 2"), cwd=tmp_path)
+    assert other.returncode == 0 and "finished with other flags" in other.stdout and len(attempts(run)) == before + 1
+    dry = sweep(*args, "--flags", longer.replace("256", "512"), "--dry-run", cwd=tmp_path)
+    assert "[extend]" in dry.stdout and len(attempts(run)) == before + 1
+
+
 def test_a_stopped_sweep_records_its_runs_attempts(tmp_path):
     """SIGTERM to the sweep stops its run and writes the attempt's end (exit code, wall time, the signal), so the
     plot's wall column counts the stopped attempt and the next call sees it ended (resuming: the test above)."""
