@@ -3,12 +3,13 @@
 # rates it reaches (env steps/s and updates/s from its progress lines; GPU memory from nvidia-smi). Issue 13 asks for
 # mazero.py's paper settings on a GPU: give it the longest window.
 #
-#   bash benchmarks/device_check.sh [MAZERO_SECONDS] [OTHER_SECONDS]     # defaults 240 and 90: about 8.5 minutes
+#   bash benchmarks/device_check.sh                      # fop=60 fsv=60 mag=60 mazero=360: about 9.5 minutes
+#   bash benchmarks/device_check.sh mazero=540           # one script, its window in seconds
 #
-# (progress lines come every 30 s, so a window under ~90 s gives too few for a rate)
-#
+# Progress lines come every 30 s, so a window under ~90 s gives one line and a rate since the start (start-up and the
+# step-0 evaluation included); longer windows give the rate between the first and last lines after learning began.
 # Writes <script>.log (timestamped console), gpu.log (nvidia-smi every 5 s) and summary.txt to $OUT (else
-# ./device_check_out). Exit 0 even when a script fails: summary.txt says which and why (the log's last lines).
+# ./device_check_out). Exit 0 even when a script fails: summary.txt says which and shows its last lines.
 #
 # A GPU image without this project's pure-Python packages: download them where pip works, into .whl/ (ignored), e.g.
 #   echo /.whl/ >> .git/info/exclude
@@ -17,8 +18,14 @@
 # and carry .whl: this script installs what it finds there into /tmp/site first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MZ_SECONDS=${1:-240}
-OTHER_SECONDS=${2:-90}
+PLAN=("$@")
+[ ${#PLAN[@]} -gt 0 ] || PLAN=(fop=60 fsv=60 mag=60 mazero=360)
+for item in "${PLAN[@]}"; do
+  case "$item" in
+    mazero=[0-9]*|mag=[0-9]*|fop=[0-9]*|fsv=[0-9]*) ;;
+    *) echo "error: $item: give script=seconds, script one of mazero mag fop fsv" >&2; exit 2 ;;
+  esac
+done
 OUT_DIR=${OUT:-device_check_out}
 mkdir -p "$OUT_DIR"
 PY=$(command -v python3 || command -v python)
@@ -43,17 +50,16 @@ run() {  # run <seconds> <script> <flags...>: the script's console with a time s
   PYTHONUNBUFFERED=1 timeout "$seconds" "$PY" "$script.py" --map 3m "$@" 2>&1 \
     | while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done >> "$OUT_DIR/$script.log"
 }
-run "$OTHER_SECONDS" fop
-run "$OTHER_SECONDS" fsv
-run "$OTHER_SECONDS" mag
-run "$MZ_SECONDS" mazero
+for item in "${PLAN[@]}"; do
+  run "${item#*=}" "${item%%=*}"
+done
 kill $SMI 2>/dev/null
 
-"$PY" - "$OUT_DIR" <<'EOF' | tee -a "$OUT_DIR/summary.txt"
+"$PY" - "$OUT_DIR" "${PLAN[@]%%=*}" <<'EOF' | tee -a "$OUT_DIR/summary.txt"
 import re, sys
 out = sys.argv[1]
 line = re.compile(r"^(\S+) step ([\d,]+)/[\d,]+ \([^)]*\) \| ([\d.]+) env steps/s \| ([\d,]+) updates")
-for script in ("fop", "fsv", "mag", "mazero"):
+for script in sys.argv[2:]:
     text = open(f"{out}/{script}.log").read().splitlines()
     start = float(text[1].split(" ", 1)[0]) if len(text) > 1 else 0.0  # the script's first console line
     lines = [(float(m[1]), int(m[2].replace(",", "")), float(m[3]), int(m[4].replace(",", "")))
