@@ -322,7 +322,7 @@ def launch_local(todo, progress, workers, gpus):
             slot = slots.pop(0)
         try:
             gpu = slot % gpus if gpus else None
-            progress.started(run, "resuming" if checkpoints(run["run_dir"]) else "new")
+            progress.started(run, ("extending" if finished(run) else "resuming") if checkpoints(run["run_dir"]) else "new")
             record = run_one(run, gpu)
             progress.ended(run, record)
             return record

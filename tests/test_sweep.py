@@ -123,7 +123,7 @@ def test_a_larger_total_timesteps_extends_finished_runs_and_other_changes_are_sk
     before = len(attempts(run))  # 1, or 2 after the resume test above
     out = sweep(*args, "--flags", longer, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "finished at a smaller --total-timesteps: extended" in out.stdout
+    assert "finished at a smaller --total-timesteps: extended" in out.stdout and "(extending)" in out.stdout
     assert len(attempts(run)) == before + 1
     last = attempts(run)[-1]
     assert last["how"].startswith("extending from runs/matrix__fop__1__") and last["exit_code"] == 0
