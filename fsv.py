@@ -41,7 +41,7 @@ which the paper says it keeps (Appendix 7.2); where neither helps, the choice is
   adjusts alpha by Eq. 34 instead (Table 8's continuous setting; target entropy 0.2 log|U| per
   agent: ours). SMAX 3m, 3 seeds to 1M (benchmarks/README.md, sweep E): the mean of each seed's
   last five evaluations is 0.831 with the 10k decay (alpha at its floor from 10k on) and 0.896
-  with --autotune (alpha ~0.03-0.045), higher on every seed.
+  with --autotune (alpha ~0.03-0.045), higher on every seed; --autotune to 2.05M: 0.908.
 - Continuous (MTQ, one-step): Q_i, V_i and a tanh-Gaussian policy, each 2 x 64 (Table 8; one
   set shared by both agents with an agent id, as on SMAC), Adam, auto entropy adjustment (Table 8)
   with target -dim(u_i) = -1 (SAC) and alpha's learning rate 3e-3 (ours: at the actor's 3e-4,
