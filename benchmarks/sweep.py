@@ -611,7 +611,7 @@ def cmd_plot(a):
 
 def differences(pairs, groups, data, metrics, rng, resamples=10_000):
     """--diff A B: at each step both variants reached (aligned together), mean(A) - mean(B) over their seeds and a
-    95% percentile-bootstrap interval that resamples each variant's seeds independently (runs of two variants are not
+    95% percentile-bootstrap interval (with >= 2 seeds of each) that resamples each variant's seeds independently (runs of two variants are not
     paired: one seed number gives the same environment draws only until the policies differ). Rows (script, map,
     "A-B", metric, step, seeds of A, seeds of B, difference, low, high, nan), for every script and map with both."""
     rows = []
@@ -629,7 +629,7 @@ def differences(pairs, groups, data, metrics, rng, resamples=10_000):
                     if not len(xa) or not len(xb):
                         continue
                     lo = hi = float("nan")
-                    if len(xa) + len(xb) > 2:
+                    if min(len(xa), len(xb)) >= 2:  # one seed has no spread to resample: no interval
                         d = (xa[rng.integers(0, len(xa), size=(resamples, len(xa)))].mean(axis=1)
                              - xb[rng.integers(0, len(xb), size=(resamples, len(xb)))].mean(axis=1))
                         lo, hi = float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))

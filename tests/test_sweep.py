@@ -293,7 +293,11 @@ def test_plot_diff_gives_the_difference_of_two_variants_with_an_interval(tmp_pat
     assert 0.2 - 0.4 <= wide[100]["ci95_low"] < d100 < wide[100]["ci95_high"] <= 0.6 - 0.1
     line = next(l for l in out.stdout.splitlines() if "a-b" in l)
     assert "200: +0.800 [+0.800, +0.800]*" in line and "100: " in line
-    for pair in (["a", "c"], ["a", "a"]):  # an unknown variant, or a variant against itself: one line
+    write_run(root / "fop__3m__c__1", [(None, {0: 0.0, 100: 0.9, 200: 0.9})])  # one seed: no interval
+    one = sweep("plot", str(root), "--out", str(tmp_path / "one"), "--diff", "c", "a", cwd=tmp_path)
+    stats = {row[3] for row in read_csv(tmp_path / "one_summary.csv")[1:] if row[2] == "c-a"}
+    assert one.returncode == 0 and stats == {"seeds_a", "seeds_b", "mean"}
+    for pair in (["a", "x"], ["a", "a"]):  # an unknown variant, or a variant against itself: one line
         bad = sweep("plot", str(root), "--out", str(tmp_path / "bad"), "--diff", *pair, cwd=tmp_path)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--diff" in bad.stderr
 
