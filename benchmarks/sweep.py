@@ -171,15 +171,20 @@ def without_total(flags):
     return rest, total
 
 
-def compared_with_last(run):
-    """How a finished run's last command compares with the sweep's command for it now: "same"; "extend" when the
-    only difference is a larger --total-timesteps (the run goes on from its final checkpoint); else "other"."""
-    attempts = read_status(run["run_dir"])["attempts"]
-    before = script_flags(attempts[-1].get("command") if attempts else "", run["script"])
+def run_state(run):
+    """What the sweep's command means for this run now: "new" (nothing to resume), "resume" (interrupted after a
+    checkpoint), "extend" (finished, and the only difference from its last command is a larger --total-timesteps: it
+    goes on from its final checkpoint), "finished" (the same command) or "other" (finished with other flags: skipped)."""
+    if not finished(run):
+        return "resume" if checkpoints(run["run_dir"]) else "new"
+    before = script_flags(read_status(run["run_dir"])["attempts"][-1].get("command"), run["script"])
     if before is None or before == run["argv"][2:]:
-        return "same"
+        return "finished"
     (rest_before, old), (rest_now, new) = without_total(before), without_total(run["argv"][2:])
     return "extend" if rest_before == rest_now and None not in (old, new) and new > old else "other"
+
+
+STARTING = {"new": "new", "resume": "resuming", "extend": "extending"}  # the start line's word for each state
 
 
 def running_elsewhere(run):
@@ -206,7 +211,7 @@ def attempt_argv(run):
     """The command of the next attempt: resume from the run's checkpoint if it wrote one; else start afresh."""
     ckpts = checkpoints(run["run_dir"])
     if ckpts:
-        how = "extending" if finished(run) else "resuming"
+        how = STARTING[run_state(run)]
         return run["argv"] + ["--checkpoint", str(ckpts[-1])], f"{how} from {ckpts[-1].relative_to(run['run_dir'])}"
     stale = Path(run["run_dir"]) / "runs"
     if stale.exists():  # an attempt that stopped before its first checkpoint: its partial logs would mix with the new
@@ -322,7 +327,7 @@ def launch_local(todo, progress, workers, gpus):
             slot = slots.pop(0)
         try:
             gpu = slot % gpus if gpus else None
-            progress.started(run, ("extending" if finished(run) else "resuming") if checkpoints(run["run_dir"]) else "new")
+            progress.started(run, STARTING[run_state(run)])
             record = run_one(run, gpu)
             progress.ended(run, record)
             return record
@@ -380,9 +385,8 @@ def cmd_run(a):
     sweep_dir, runs = expand(a)
     if a.dry_run:
         for r in runs:
-            state = (({"same": "finished", "extend": "extend"}.get(compared_with_last(r), "finished, other flags"))
-                     if finished(r) else ("resume" if checkpoints(r["run_dir"]) else "new"))
-            print(f"{r['name']} [{state}]: (cd {r['run_dir']} && {shlex.join(r['argv'])})")
+            state = run_state(r)
+            print(f"{r['name']} [{'finished, other flags' if state == 'other' else state}]: (cd {r['run_dir']} && {shlex.join(r['argv'])})")
         return 0
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -393,16 +397,16 @@ def cmd_run(a):
         fail(f"cannot write sweep directory {sweep_dir}: {e.strerror or e}")
     with open(sweep_dir / "sweep_commands.txt", "a") as f:  # how the sweep was asked for, for the record
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join([sys.executable] + sys.argv)}\n")
-    kept = {r["name"]: compared_with_last(r) for r in runs if finished(r)}
+    states = {r["name"]: run_state(r) for r in runs}
     for r in runs:
-        if kept.get(r["name"]) == "other":
+        if states[r["name"]] == "other":
             last = read_status(r["run_dir"])["attempts"][-1]["command"]
             print(f"[sweep] {r['name']} finished with other flags ({last}): skipped; give a changed run another "
                   "variant or sweep name", flush=True)
-        elif kept.get(r["name"]) == "extend":
+        elif states[r["name"]] == "extend":
             print(f"[sweep] {r['name']} finished at a smaller --total-timesteps: extended from its checkpoint",
                   flush=True)
-    busy = [(r, running_elsewhere(r)) for r in runs if kept.get(r["name"], "extend") == "extend"]
+    busy = [(r, running_elsewhere(r)) for r in runs if states[r["name"]] in STARTING]
     for r, pid in busy:
         if pid:
             print(f"[sweep] {r['name']} is being run by process {pid} (another sweep invocation): left to it")
@@ -615,8 +619,7 @@ def differences(pairs, groups, data, metrics, rng, resamples=10_000):
     paired: one seed number gives the same environment draws only until the policies differ). Rows (script, map,
     "A-B", metric, step, seeds of A, seeds of B, difference, low, high, nan), for every script and map with both."""
     rows = []
-    for pair in pairs:
-        va, vb = pair
+    for va, vb in pairs:
         for sc, mp in sorted({k[:2] for k in groups}):
             if (sc, mp, va) not in groups or (sc, mp, vb) not in groups:
                 continue
