@@ -29,8 +29,10 @@ predictions against plain one-step model samples (MAMBA), with ONE trained model
    expected number of dead allies (`dead_*`, from its legal-action head: no-op legal = dead) and its P(no
    predicted end yet) (`running_*`) at every step, and `dead_diff` = MAG - MAMBA: the planner's dead-agent
    bias (issue 15: positive under the paper's sum).
-Writes <out>.csv and <out>.png (difference MAMBA - MAG, as Figure 3, with ±2 standard errors; the starts of
-one episode overlap, so the standard error treats each episode as a cluster).
+Writes <out>.csv (the long CSV of benchmarks/sweep.py: script, map, variant = planner_<living|sum>_label_<living|all>
+[_global_argmin], seed, step = the checkpoint's env step, metric = fig3/<quantity>@k<imagined step>, value; the
+quantities are the columns the script prints) and <out>.png (difference MAMBA - MAG, as Figure 3, with ±2 standard
+errors; the starts of one episode overlap, so the standard error treats each episode as a cluster).
 """
 import argparse
 import dataclasses
@@ -46,9 +48,16 @@ import torch.nn.functional as F
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(os.path.abspath(__file__))]
 import games  # noqa: E402
 import mag  # noqa: E402
+import sweep  # noqa: E402  (benchmarks/: the long CSV writer)
+
+
+def long_rows(rows, map_name, variant, seed, env_step):
+    """The per-k rows as sweep.py's long CSV rows: metric fig3/<quantity>@k<imagined step>, step the env step."""
+    return [("mag", map_name, variant, seed, env_step, f"fig3/{key}@k{row['step']}", row[key])
+            for row in rows for key in row if key != "step"]
 
 
 def collect(wm, actor, env, n_episodes):
@@ -222,12 +231,10 @@ def main():
         row.update(dead_diff=d.mean().item(), dead_diff_se=clustered_se(d, episode[sel]))
         rows.append(row)
     keys = list(rows[0])
-    with open(a.out + ".csv", "w") as f:
-        f.write("# " + " ".join(sys.argv) + f"\n# checkpoint step {ckpt['global_step']}, {S} starts x {a.samples} "
-                f"samples, L={L}, H={H}, planner {'living mean' if planner_living else 'sum'}, label {a.label}, "
-                f"{time.time() - t:.0f} s\n" + ",".join(keys) + "\n")
-        for row in rows:
-            f.write(",".join(f"{row[k]:.6g}" for k in keys) + "\n")
+    variant = (f"planner_{'living' if planner_living else 'sum'}_label_{a.label}"
+               + ("_global_argmin" if a.global_argmin else ""))
+    sweep.write_long_csv(a.out + ".csv", long_rows(rows, args.map, variant, args.seed, ckpt["global_step"]))
+    print(f"{time.time() - t:.0f} s; wrote {a.out}.csv (variant {variant})")
     print(",".join(keys))
     for row in rows:
         print(",".join(f"{row[k]:.4g}" for k in keys))

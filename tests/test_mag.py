@@ -350,6 +350,12 @@ def test_figure_3_scores_every_start_and_the_last_transitions():
     alone = err[:, 0]  # agent 0's
     assert torch.allclose(fig3.true_error(wm, feat, starts, 0, living=True), alone)
     assert (all_agents > alone).all()
+    rows = [{"step": 1, "n_starts": 9, "true_diff": 0.5}, {"step": 2, "n_starts": 4, "true_diff": -0.25}]
+    out = fig3.long_rows(rows, "3m", "planner_living_label_living", 1, 10_000)  # sweep.py's long CSV columns
+    assert out == [("mag", "3m", "planner_living_label_living", 1, 10_000, "fig3/n_starts@k1", 9),
+                   ("mag", "3m", "planner_living_label_living", 1, 10_000, "fig3/true_diff@k1", 0.5),
+                   ("mag", "3m", "planner_living_label_living", 1, 10_000, "fig3/n_starts@k2", 4),
+                   ("mag", "3m", "planner_living_label_living", 1, 10_000, "fig3/true_diff@k2", -0.25)]
 
 
 # ---------------------------------------------------------------- command line
