@@ -201,6 +201,8 @@ class Args:
     """one argmin of the batch-averaged error for all start states (authors' code) instead of one per start"""
     mag_living_mean: bool = True
     """R̂_m labels and planner scores over living agents before a predicted end; --no-: the paper's sum over all"""
+    mag_agent_mean: bool = True
+    """living mean: an unscored term counts at its agent's own mean R̂_m of the step; --no-: all agents' mean"""
 
     # policy learning on model data (MAMBA)
     horizon: int = 15
@@ -589,7 +591,7 @@ def rm_loss(wm, rm, batch, living=True):
 # Algorithm 1 lines 6-14: model rollouts, each prediction planned against the current joint policy
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, living=True):
+def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, living=True, agent_mean=True):
     """Lines 10-12, random shooting in the model MMDP (Def. 1). The model-state is (s_t, a_t), already
     folded into h_{t+1} and the prior; the local models' joint "model-action" is the prediction z_{t+1}.
     Draw L candidate predictions, continue each for H-1 more steps in which the current joint policy π
@@ -598,19 +600,22 @@ def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, 
     best rollout is the argmin (the paper's argmax of the model-reward).
     Score: living=False, the paper's sum Σ_k Σ_i R̂_m(s^i_k). living=True (--mag-living-mean), the same N·H
     terms, but each is R̂_m only in proportion w_ki to the chance that it is a prediction R̂_m is trained on
-    (rm_loss: agent i alive in s_k, s_k a real observation) and otherwise r̄_k, the mean R̂_m of the scored
-    step-k predictions of all L candidates of this start state (of all its steps if none is scored at k):
-        Σ_k Σ_i [w_ki R̂_m(s^i_k) + (1 - w_ki) r̄_k],   w_ki = P(i alive in s_k) · Π_{j<=k} P(s_j continues)
+    (rm_loss: agent i alive in s_k, s_k a real observation) and otherwise r̄_ki, agent i's own mean scored R̂_m
+    at step k over the L candidates of this start state (agent_mean, --mag-agent-mean; falling back to r̄_k, the
+    mean over all agents, where agent i is scored in no candidate, and to all steps' mean where nothing is):
+        Σ_k Σ_i [w_ki R̂_m(s^i_k) + (1 - w_ki) r̄_ki],   w_ki = P(i alive in s_k) · Π_{j<=k} P(s_j continues)
     with P(alive) from the model's legal-action head (alive_in) and P(continues) from its pcont head. A dead
-    agent's prediction, or one after a predicted end, then counts as an average one of its step: a rollout
-    with more deaths or an earlier end is not preferred for having fewer predictions to make, and R̂_m is
-    never read where it is not trained.
+    agent's prediction, or one after a predicted end, then counts as an average one of its own: as r̄_ki is the
+    w-weighted mean of agent i's step-k terms over the candidates, candidates differ only by Σ w_ki (R̂_m - r̄_ki),
+    to which a death or an end adds exactly 0, so a rollout in which an agent with a high R̂_m (one in the fight)
+    dies is not preferred for that, and R̂_m is never read where it is not trained. --no-mag-agent-mean imputes
+    r̄_k for every agent (this script's earlier form), which still favours the deaths of above-average agents.
     h1 [B, N, D], prior_logits [B, N, C, K] -> z [B, N, C, K], chosen and first-candidate scores [B]."""
     B, N = h1.shape[:2]
     candidates = sample_onehot(prior_logits.expand(L, *prior_logits.shape))  # [L, B, N, C, K]
     h, z = h1.expand(L, *h1.shape).reshape(L * B, N, -1), candidates.reshape(L * B, *candidates.shape[2:])
     running = h1.new_ones(L * B)
-    total, weights = 0.0, []  # living: per step, Σ_i w_ki R̂_m and Σ_i w_ki of every candidate [L*B]
+    total, weights = 0.0, []  # living: per step, w_ki R̂_m and w_ki of every candidate and agent [L*B, N]
     for k in range(H):
         if k:
             action, _, _ = policy_step(wm, actor, wm.feat(h, z))
@@ -621,15 +626,18 @@ def plan_to_predict(wm, actor, rm, h1, prior_logits, L, H, global_argmin=False, 
         if living:
             running = running * torch.sigmoid(wm.pcont(feat).squeeze(-1)).mean(-1)  # P(s_k is a real observation)
             w = alive_in(torch.sigmoid(wm.avail(feat))) * running[:, None]  # [L*B, N]: P(i alive in s_k, s_k real)
-            weights.append(((w * r_m).sum(-1), w.sum(-1)))
+            weights.append((w * r_m, w))
         else:
             total = total + r_m.sum(-1)
-    if living:  # the unscored share of each step's N terms at r̄_k, the start state's mean scored R̂_m of step k
-        scored, weight = (torch.stack(x).view(H, L, B) for x in zip(*weights))
-        r_all = scored.sum((0, 1)) / weight.sum((0, 1)).clamp(min=1e-12)  # [B], all steps
-        w_k = weight.sum(1)  # [H, B]
-        r_bar = torch.where(w_k > 1e-6, scored.sum(1) / w_k.clamp(min=1e-12), r_all)  # [H, B]
-        total = (scored + (N - weight) * r_bar[:, None]).sum(0)  # [L, B]
+    if living:  # the unscored share of each term at r̄_ki (agent i's mean scored R̂_m at step k) or r̄_k
+        scored, weight = (torch.stack(x).view(H, L, B, N) for x in zip(*weights))
+        r_all = scored.sum((0, 1, 3)) / weight.sum((0, 1, 3)).clamp(min=1e-12)  # [B], all steps and agents
+        w_k = weight.sum((1, 3))  # [H, B]
+        r_bar = torch.where(w_k > 1e-6, scored.sum((1, 3)) / w_k.clamp(min=1e-12), r_all)[..., None]  # [H, B, 1]
+        if agent_mean:
+            w_ki = weight.sum(1)  # [H, B, N]
+            r_bar = torch.where(w_ki > 1e-6, scored.sum(1) / w_ki.clamp(min=1e-12), r_bar)  # [H, B, N]
+        total = (scored + (1 - weight) * r_bar[:, None]).sum((0, 3))  # [L, B]
     r_m = total.view(L, B)
     best = r_m.mean(1).argmin().expand(B) if global_argmin else r_m.argmin(0)  # [B]
     arange = torch.arange(B, device=h1.device)
@@ -648,7 +656,7 @@ def imagine(wm, actor, critic, rm, h, z, args, L, H):
         h, prior = wm.transition(F.one_hot(action, wm.n_actions).float(), z, h)
         if args.mag:
             z, score, score_first = plan_to_predict(wm, actor, rm, h, prior, L, H, args.mag_global_argmin,
-                                                    args.mag_living_mean)
+                                                    args.mag_living_mean, args.mag_agent_mean)
             chosen.append(score), first.append(score_first)
         else:
             z = sample_onehot(prior)
@@ -776,7 +784,8 @@ def load_checkpoint(path):
 
 
 # Checkpoints written before these flags existed ran this script's earlier forms: they resume as they ran.
-LEGACY_ARGS = dict(mag_living_mean=False, first_obs_loss=False, absorbing_rows=1, act_dropout=True)
+LEGACY_ARGS = dict(mag_living_mean=False, mag_agent_mean=False, first_obs_loss=False, absorbing_rows=1,
+                   act_dropout=True)
 
 
 def parse_args():
@@ -924,7 +933,8 @@ if __name__ == "__main__":
                 os.rmdir("runs")
         fail(str(e))
     variant = (f"MAG (L={L}, H={H}{', global argmin' if args.mag_global_argmin else ''}"
-               f"{'' if args.mag_living_mean else ', paper sum'})" if args.mag else "MAMBA (--no-mag)")
+               f"{('' if args.mag_agent_mean else ', step mean') if args.mag_living_mean else ', paper sum'})"
+               if args.mag else "MAMBA (--no-mag)")
     print(f"StarCraft backend: {eval_envs.backend}; map {args.map}; {variant}", flush=True)
     if ckpt is None:
         N, A, O = eval_envs.n_agents, eval_envs.n_actions, eval_envs.obs_dim

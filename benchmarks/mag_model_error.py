@@ -11,7 +11,8 @@ predictions against plain one-step model samples (MAMBA), with ONE trained model
    forward K steps OPEN LOOP (no posterior after t0) with the RECORDED actions, `--samples` times per start:
    - MAMBA (--no-mag): each next latent is one sample of the prior;
    - MAG: each next latent is plan_to_predict's choice (L rollouts of H steps against the current policy;
-     the checkpoint's own score, --mag-living-mean or the paper's sum, unless --planner says otherwise;
+     the checkpoint's own score unless --planner says otherwise: `agent` (--mag-living-mean with each agent's own
+     mean imputed, the default), `step` (the step's mean over all agents, --no-mag-agent-mean) or `sum` (the paper's);
      per start state, or with --global-argmin the authors' code's batch argmin).
    Imagined step k of a start is scored if the episode has a real observation t0 + k (t0 + k <= T-1); at
    step k the means run over the starts with at least k scored steps (`n_starts` in the CSV), so the last
@@ -29,7 +30,8 @@ predictions against plain one-step model samples (MAMBA), with ONE trained model
    expected number of dead allies (`dead_*`, from its legal-action head: no-op legal = dead) and its P(no
    predicted end yet) (`running_*`) at every step, and `dead_diff` = MAG - MAMBA: the planner's dead-agent
    bias (issue 15: positive under the paper's sum).
-Writes <out>.csv (the long CSV of benchmarks/sweep.py: script, map, variant = planner_<living|sum>_label_<living|all>
+Writes <out>.csv (the long CSV of benchmarks/sweep.py: script, map,
+variant = planner_<agent|step|sum>_label_<living|all>
 [_global_argmin], seed, step = the checkpoint's env step, metric = fig3/<quantity>@k<imagined step>, value; the
 quantities are the columns the script prints) and <out>.png (difference MAMBA - MAG, as Figure 3, with ±2 standard
 errors; the starts of one episode overlap, so the standard error treats each episode as a cluster).
@@ -128,7 +130,7 @@ def true_error(wm, feat, starts, k, living):
 
 
 @torch.no_grad()
-def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planner_living, living, stats=None):
+def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planner, living, stats=None):
     """K open-loop model steps from every start. free=False: the recorded actions, returns the true
     error e_k [S, K]; free=True: the policy's actions, returns the R̂_m proxy [S, K] and, into `stats`, the
     model's expected number of dead allies and P(no predicted end yet) at every step ([S, K] each)."""
@@ -141,7 +143,8 @@ def rollout(wm, actor, rm, starts, K, L, H, use_mag, global_argmin, free, planne
         else:
             a = starts["action"][:, k]
         h, prior = wm.transition(F.one_hot(a, wm.n_actions).float(), z, h)
-        z = (mag.plan_to_predict(wm, actor, rm, h, prior, L, H, global_argmin, planner_living)[0] if use_mag
+        z = (mag.plan_to_predict(wm, actor, rm, h, prior, L, H, global_argmin, planner != "sum", planner == "agent")[0]
+             if use_mag
              else mag.sample_onehot(prior))
         feat = wm.feat(h, z)
         if not free:
@@ -171,8 +174,9 @@ def main():
                    help="only starts with all K steps inside the episode (the earlier t0 <= T-1-K)")
     p.add_argument("--label", choices=("living", "all"), default="living",
                    help="true error over the agents alive in each real next observation (R̂_m's label) or all agents")
-    p.add_argument("--planner", choices=("checkpoint", "living", "sum"), default="checkpoint",
-                   help="MAG's score: the run's own (--mag-living-mean or not), the living mean, or the paper's sum")
+    p.add_argument("--planner", choices=("checkpoint", "agent", "step", "sum"), default="checkpoint",
+                   help="MAG's score: the run's own, the living mean imputing each agent's own mean (agent) or the "
+                        "step's mean over all agents (step), or the paper's sum")
     p.add_argument("--mag-l", type=int, default=None)
     p.add_argument("--mag-h", type=int, default=None)
     p.add_argument("--global-argmin", action="store_true")
@@ -187,7 +191,9 @@ def main():
     L, H = mag.MAG_LH.get(args.map, mag.MAG_LH_DEFAULT)
     L, H = a.mag_l or args.mag_l or L, a.mag_h or args.mag_h or H  # flag, else the run's, else the table
     K = a.steps or args.horizon
-    planner_living = args.mag_living_mean if a.planner == "checkpoint" else a.planner == "living"
+    planner = a.planner
+    if planner == "checkpoint":
+        planner = ("agent" if args.mag_agent_mean else "step") if args.mag_living_mean else "sum"
     living = a.label == "living"
     env = games.make_starcraft(args.map, 8, 20_000 + a.seed, args.backend)
     wm = mag.WorldModel(env.n_agents, env.obs_dim, env.n_actions, args)
@@ -205,14 +211,14 @@ def main():
     lengths = [len(r) for _, _, r, _ in episodes]
     print(f"{args.map}, step {ckpt['global_step']}: {len(episodes)} episodes (mean length {np.mean(lengths):.1f}, "
           f"{min(lengths)}-{max(lengths)}), {S} start states x {a.samples} samples, K={K}, L={L}, H={H}, "
-          f"planner {'living mean' if planner_living else 'sum'}{', global argmin' if a.global_argmin else ''}, "
+          f"planner {planner}{', global argmin' if a.global_argmin else ''}, "
           f"label {a.label}")
 
     res, free_stats = {}, {}
     for free in (False, True):
         for use_mag in (False, True):
             stats = free_stats.setdefault(use_mag, {})
-            e = rollout(wm, actor, rm, starts, K, L, H, use_mag, a.global_argmin, free, planner_living, living, stats)
+            e = rollout(wm, actor, rm, starts, K, L, H, use_mag, a.global_argmin, free, planner, living, stats)
             e = e * starts["scored"]  # nothing past the episode's last real observation
             res[(free, use_mag)] = e.cumsum(1).view(S, a.samples, K).mean(1)  # accumulated, mean over samples
     rows = []
@@ -231,7 +237,7 @@ def main():
         row.update(dead_diff=d.mean().item(), dead_diff_se=clustered_se(d, episode[sel]))
         rows.append(row)
     keys = list(rows[0])
-    variant = (f"planner_{'living' if planner_living else 'sum'}_label_{a.label}"
+    variant = (f"planner_{planner}_label_{a.label}"
                + ("_global_argmin" if a.global_argmin else ""))
     sweep.write_long_csv(a.out + ".csv", long_rows(rows, args.map, variant, args.seed, ckpt["global_step"]))
     print(f"{time.time() - t:.0f} s; wrote {a.out}.csv (variant {variant})")

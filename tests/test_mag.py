@@ -176,10 +176,11 @@ def test_living_score_does_not_prefer_predicted_deaths():
             assert deaths_chosen.float().mean() > deaths[0].float().mean() + 1.0
 
 
-def test_living_score_matches_a_slow_reference():
+@pytest.mark.parametrize("agent_mean", [True, False])
+def test_living_score_matches_a_slow_reference(agent_mean):
     """Soft P(alive) and P(continue), unequal R̂_m: the vectorised score equals a loop over candidates, start
-    states, steps and agents of Σ_k Σ_i [w_ki R̂_m + (1 - w_ki) r̄_k] with r̄_k the start's mean scored R̂_m of
-    step k."""
+    states, steps and agents of Σ_k Σ_i [w_ki R̂_m + (1 - w_ki) r̄] with r̄ agent i's mean scored R̂_m of step k over
+    the candidates (agent_mean) or the start's mean scored R̂_m of step k over all agents (--no-mag-agent-mean)."""
     wm, L, H, B, N = DyingModel(avail_logit=1.5, pcont_logit=0.7), 5, 3, 16, 3
     cost = torch.tensor([1.0, 1.6, 0.2, 0.4])
     rm = lambda feat: feat[..., :4] @ cost + 0.1 * feat[..., -1]  # noqa: E731  (later predictions cost more)
@@ -187,12 +188,12 @@ def test_living_score_matches_a_slow_reference():
     torch.manual_seed(1)
     h1, prior = torch.ones(B, N, 1), torch.randn(B, N, 1, 4)
     torch.manual_seed(2)
-    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, living=True)
+    z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, living=True, agent_mean=agent_mean)
     torch.manual_seed(2)
     cand = mag.sample_onehot(prior.expand(L, *prior.shape))  # [L, B, N, 1, 4]
     score = torch.zeros(L, B)
     for b in range(B):
-        scored, weights = torch.zeros(H, L), torch.zeros(H, L)
+        scored, weights = torch.zeros(H, L, N), torch.zeros(H, L, N)
         for l in range(L):
             feat0 = wm.feat(h1[b], cand[l, b])  # [N, F]
             running = 1.0
@@ -203,14 +204,46 @@ def test_living_score_matches_a_slow_reference():
                 alive = 1 - torch.sigmoid(wm.avail(feat)[:, 0])
                 for i in range(N):
                     w = alive[i] * running
-                    scored[k, l] += w * rm(feat[i])
-                    weights[k, l] += w
+                    scored[k, l, i] += w * rm(feat[i])
+                    weights[k, l, i] += w
         for k in range(H):
-            r_bar = scored[k].sum() / weights[k].sum()
-            score[:, b] += scored[k] + (N - weights[k]) * r_bar
+            for i in range(N):
+                r_bar = (scored[k, :, i].sum() / weights[k, :, i].sum() if agent_mean
+                         else scored[k].sum() / weights[k].sum())
+                score[:, b] += scored[k, :, i] + (1 - weights[k, :, i]) * r_bar
     best = score.argmin(0)
     assert torch.allclose(first, score[0], atol=1e-4) and torch.allclose(chosen, score.min(0).values, atol=1e-4)
     assert torch.equal(z, cand[best, torch.arange(B)])
+
+
+def test_agent_mean_does_not_prefer_the_death_of_an_agent_with_high_rm():
+    """Agent 0 is in the fight (R̂_m 2.0 alive), agent 1 is not (0.5 alive); either may die (its R̂_m is then
+    unscored). Imputing the step's mean over all agents (--no-mag-agent-mean) makes agent 0's death save
+    w (2.0 - r̄_k) > 0, so the planner picks candidates in which it dies; imputing each agent's own mean (the
+    default) scores every candidate alike: no death is preferred."""
+    wm, L, H, B, N = DyingModel(), 8, 3, 512, 2
+    actor = lambda feat: torch.zeros(*feat.shape[:-1], 3)  # noqa: E731
+    alive_cost = torch.tensor([2.0, 0.5])
+
+    def rm(feat):
+        return (1 - wm.dead(feat)) * alive_cost + wm.dead(feat) * 0.01  # a dead agent's value is never read
+
+    h1, prior = torch.ones(B, N, 1), torch.zeros(B, N, 1, 4)  # each agent alive or dead with probability 1/2
+    deaths = {}
+    for agent_mean in (True, False):
+        torch.manual_seed(0)
+        z, chosen, first = mag.plan_to_predict(wm, actor, rm, h1, prior, L, H, living=True, agent_mean=agent_mean)
+        torch.manual_seed(0)
+        cand = mag.sample_onehot(prior.expand(L, *prior.shape))
+        dead = wm.dead(cand[..., 0, :])  # [L, B, N]: which agents are dead in each candidate
+        chosen_dead = wm.dead(wm.feat(h1, z))  # [B, N]
+        deaths[agent_mean] = chosen_dead[:, 0].mean().item()
+        if agent_mean:
+            assert torch.allclose(first, chosen, atol=1e-4)  # every candidate scores alike: no preference
+        else:  # where a candidate kills agent 0 only, that one is chosen (r̄_k + 0.5 beats 2.5, 2 + r̄_k, 2 r̄_k)
+            some = ((dead[..., 0] == 1) & (dead[..., 1] == 0)).any(0)  # [B]
+            assert some.sum() > 400 and (chosen_dead[some] == torch.tensor([1.0, 0.0])).all()
+    assert deaths[True] < 0.6 and deaths[False] > 0.85  # ~0.5 (the first candidate's) vs ~1 - (3/4)^L = 0.9
 
 
 def test_rm_label_counts_living_agents_with_a_real_next_observation():
