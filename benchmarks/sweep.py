@@ -36,7 +36,8 @@ iqm). Whether a level is held rather than touched once: the same statistics of e
 evaluations (`--last`, default 5), as metric `<tag>@last<K>` at the variant's last step, over the seeds that reached it.
 Whether one variant is ahead of another: `--diff A B` adds, at each step both reached, mean(A) - mean(B) and a 95%
 bootstrap interval that resamples each variant's seeds on its own (variant `A-B`, statistics seeds_a, seeds_b, mean,
-ci95_low, ci95_high).
+ci95_low, ci95_high). A long CSV an earlier `plot` wrote may stand among the paths: its runs join those of the event
+files (a sweep continued on a machine where the first runs' directories are gone); a run in both is read from events.
 
 `final` runs `<script>.py --checkpoint <newest checkpoint> --eval-only <mode flags>` for every finished run and every
 named mode (results cached in `<run_dir>/final.json`, keyed by the flags and the checkpoint's size and mtime) and
@@ -463,13 +464,45 @@ def write_seed_summary(path, entries):
                         (("mean", mean), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(v))
 
 
+def read_long_csv(path):
+    """The runs of a long CSV this tool wrote (`plot`'s <out>.csv): {(script, map, variant, seed): ((metric,
+    ((step, value), ...)), ...)}, hashable, to stand in for a run's event directory (results kept from a
+    machine whose sweep directories are gone, or from another cluster)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read {path}: {getattr(e, 'strerror', None) or e}")
+    if not rows or [c.strip() for c in rows[0]] != LONG_COLUMNS:
+        fail(f"{path} is not a long CSV ({','.join(LONG_COLUMNS)})")
+    runs = {}
+    for i, row in enumerate(rows[1:], 2):
+        try:
+            script, mp, variant, seed, step, metric, value = row
+            key, point = (script, mp, variant, int(seed)), (int(step), float(value))
+        except ValueError:
+            fail(f"{path} line {i}: not script,map,variant,<int seed>,<int step>,metric,<number> (a summary CSV?)")
+        runs.setdefault(key, {}).setdefault(metric, {})[point[0]] = point[1]
+    return {k: tuple((m, tuple(sorted(v.items()))) for m, v in ms.items()) for k, ms in runs.items()}
+
+
 def find_runs(paths, script):
     """(script, map, variant, seed, event directory) for every run under `paths`: sweep directories, sweep run
-    directories (<script>__<map>__<variant>__<seed>) or plain run directories of a script ({map}__{exp}__{seed}__{t})."""
-    found = []
+    directories (<script>__<map>__<variant>__<seed>), plain run directories of a script ({map}__{exp}__{seed}__{t})
+    or long CSVs of earlier plots (their series stand where the event directory would). A run found both in event
+    files and in a CSV is read from the event files; of two CSVs, the first named holds."""
+    found, from_csv = [], {}
     for p in map(Path, paths):
+        if p.is_file() and p.suffix == ".csv":
+            for key, series in read_long_csv(p).items():
+                if key in from_csv:
+                    print(f"[plot] {' '.join(map(str, key))}: from {from_csv[key]}, not {p}", file=sys.stderr)
+                    continue
+                from_csv[key] = p
+                found.append((*key, series))
+            continue
         if not p.is_dir():
-            fail(f"{p} is not a directory")
+            fail(f"{p} is not a directory or a long CSV")
         sweep_runs = [p] if (p / "status.json").exists() or (p / "runs").is_dir() else \
             sorted(d for d in p.iterdir() if d.is_dir() and ((d / "status.json").exists() or (d / "runs").is_dir()))
         if sweep_runs:
@@ -495,6 +528,11 @@ def find_runs(paths, script):
             found.append((script, parts[0], parts[1], int(parts[2]), p))
         else:
             fail(f"{p} holds no sweep runs and no event files")
+    events = {r[:4]: r[4] for r in found if isinstance(r[4], Path)}
+    for r in found:
+        if not isinstance(r[4], Path) and r[:4] in events:
+            print(f"[plot] {' '.join(map(str, r[:4]))}: from {events[r[:4]]}, not {from_csv[r[:4]]}", file=sys.stderr)
+    found = [r for r in found if isinstance(r[4], Path) or r[:4] not in events]
     if not found:
         fail("no runs with event files under " + " ".join(map(str, paths)))
     return found
@@ -572,7 +610,8 @@ def cmd_plot(a):
             fail(f"--diff {va} {vb}: " + (f"no runs of {', '.join(missing)}" if missing else "two different variants"))
     scripts, maps = sorted({r[0] for r in runs}), sorted({r[1] for r in runs})
     out = output_path(a.out or f"benchmarks/results/{'+'.join(scripts)}_{'+'.join(maps)}")
-    data = {r: read_scalars(r[4], metrics) for r in runs}
+    data = {r: read_scalars(r[4], metrics) if isinstance(r[4], Path) else {m: list(v) for m, v in r[4] if m in metrics}
+            for r in runs}
     if not any(data[r].get(metrics[0]) for r in runs):
         fail(f"no run logged {metrics[0]} (tags of the first run: {', '.join(metrics)} not among them)")
 
@@ -700,7 +739,7 @@ def report(summary, metric, order, groups):
             continue
         r = rows[-1]
         walls = []  # runs that finished: the sum of their attempts' wall times (a resumed run had several)
-        for g in groups[key]:
+        for g in (g for g in groups[key] if isinstance(g[4], Path)):  # a run from a CSV has no status
             attempts = read_status(g[4].parent.parent)["attempts"]
             if attempts and attempts[-1].get("exit_code") == 0:
                 walls.append(sum(a.get("wall_seconds") or 0 for a in attempts))
@@ -771,6 +810,8 @@ def cmd_final(a):
     and of each later mode's paired per-seed difference from the first mode, metric final/<mode>-<first>/...)."""
     modes = parse_modes(a.mode)
     runs = [r for r in find_runs(a.paths, None) if not a.variants or r[2] in a.variants]
+    if any(not isinstance(r[4], Path) for r in runs):
+        fail("final evaluates checkpoints: give sweep directories, not long CSVs")
     todo = []
     for r in runs:
         run_dir = r[4].parent.parent.resolve()  # the script runs there: absolute paths
@@ -890,7 +931,8 @@ def main(argv=None):
                                    "with the statistic over seeds in place of the seed: seeds, mean, ci95_low, "
                                    "ci95_high of a 95%% bootstrap CI of the mean, iqm with >= 4 seeds) and "
                                    "<out>.png (mean and shaded CI per variant against env steps).")
-    q.add_argument("paths", nargs="+", help="sweep directories, sweep run directories or a script's run directories")
+    q.add_argument("paths", nargs="+", help="sweep directories, sweep run directories, a script's run directories "
+                                            "or long CSVs an earlier plot wrote (to add runs whose events are gone)")
     q.add_argument("--metric", action="append", help="scalar tag, repeatable; the first is plotted "
                                                       "(default eval/win_rate)")
     q.add_argument("--out", default=None, help="output path without extension (default "

@@ -302,6 +302,33 @@ def test_plot_diff_gives_the_difference_of_two_variants_with_an_interval(tmp_pat
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--diff" in bad.stderr
 
 
+def test_plot_reads_the_long_csv_of_an_earlier_plot_beside_new_runs(tmp_path):
+    """Runs whose event files are gone (another machine) come back from the plot's own long CSV: alone it gives the
+    same summary; beside sweep directories a run present in both is read from its event files."""
+    a = {1: {0: 0.0, 100: 0.2, 200: 0.4}, 2: {0: 0.0, 100: 0.6, 200: 0.8}}
+    for seed, values in a.items():
+        write_run(tmp_path / "old" / f"fop__3m__a__{seed}", [(None, values)])
+    assert sweep("plot", str(tmp_path / "old"), "--out", str(tmp_path / "first"), cwd=tmp_path).returncode == 0
+    again = sweep("plot", str(tmp_path / "first.csv"), "--out", str(tmp_path / "again"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert read_csv(tmp_path / "again.csv") == read_csv(tmp_path / "first.csv")
+    assert read_csv(tmp_path / "again_summary.csv") == read_csv(tmp_path / "first_summary.csv")
+    write_run(tmp_path / "new" / "fop__3m__a__2", [(None, {0: 0.0, 100: 1.0, 200: 1.0})])  # seed 2 run again
+    write_run(tmp_path / "new" / "fop__3m__a__3", [(None, {0: 0.0, 100: 0.5, 200: 0.6})])
+    both = sweep("plot", str(tmp_path / "first.csv"), str(tmp_path / "new"), "--out", str(tmp_path / "both"),
+                 cwd=tmp_path)
+    assert both.returncode == 0, both.stderr
+    final = {int(r[3]): float(r[6]) for r in read_csv(tmp_path / "both.csv")[1:] if r[4] == "200"}
+    assert final == pytest.approx({1: 0.4, 2: 1.0, 3: 0.6})  # seed 1 from the CSV, 2 and 3 from the new events
+    assert "fop 3m a 2: from" in both.stderr and "first.csv" in both.stderr
+    mean = next(float(r[6]) for r in read_csv(tmp_path / "both_summary.csv")[1:] if r[3] == "mean" and r[4] == "200")
+    assert mean == pytest.approx(2.0 / 3.0)
+    (tmp_path / "wrong.csv").write_text("a,b\n1,2\n")
+    for bad in ("wrong.csv", "first_summary.csv"):  # not a long CSV; a summary CSV (statistics, not seeds)
+        out = sweep("plot", str(tmp_path / bad), "--out", str(tmp_path / "bad"), cwd=tmp_path)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and bad in out.stderr
+
+
 def test_plot_of_nothing_is_one_line(tmp_path):
     out = sweep("plot", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
