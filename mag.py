@@ -31,13 +31,17 @@ Where this departs from the paper or the authors' code (ZifanWu/MAG, built on jb
   with more dead allies and earlier ends (issue 15). Here R̂_m is trained on the agents alive in a real o_{t+1}
   (mask dead agents and transitions into the absorbing row), and the planner's score counts each of its N·H terms
   as R̂_m only in proportion to the model's P(agent alive) · P(no end yet) in the predicted state (legal-action
-  and pcont heads) and otherwise as the mean R̂_m of the start state's scored predictions of the same step
-  (normalise by the living). A per-candidate mean would let R̂_m's untrained values decide for a rollout that ends
-  at once, and a sum of the scored terms alone would keep the bias. Measured with benchmarks/mag_model_error.py's
-  dead_* columns on one 3m model (1.6k env steps): MAG minus MAMBA expected dead allies per imagined step +0.03 to
-  +0.18 (4.7-7 s.e. at steps 1-3) under the sum, +0.014 to +0.024 (2.3-2.4 s.e.) at steps 1-3 and within 1.4 s.e.
-  of 0 later with this score (what remains: agents at risk, with high R̂_m, replaced by their step's mean); P(no
-  predicted end at step 10) 0.79 (sum) and 0.87 (this score) vs MAMBA's 0.82.
+  and pcont heads) and otherwise as that agent's own mean R̂_m over the start state's scored predictions of the same
+  step (`--mag-agent-mean`, default; `--no-mag-agent-mean`: the mean over all agents, this script's earlier form).
+  A per-candidate mean would let R̂_m's untrained values decide for a rollout that ends at once, a sum of the scored
+  terms alone would keep the bias, and the all-agent mean still favours the death of an agent with an
+  above-average R̂_m (one in the fight). Measured with benchmarks/mag_model_error.py's dead_* columns (MAG minus
+  MAMBA expected dead allies per imagined step): on one 3m model at 1.6k env steps +0.03 to +0.18 under the sum,
+  +0.014 to +0.024 at steps 1-3 with the all-agent mean; on one model at 20k (sweep F's MAG seed 1) +0.020 / +0.095
+  / +0.011 at steps 1 / 5 / 10 with the all-agent mean and +0.008 / +0.025 / -0.054 with the agent's own mean
+  (s.e. 0.002-0.010): cut by 59-76% at steps 1-6, not to 0. What remains is not the imputation's (a death adds
+  exactly 0 to a candidate's score under it); a guess, not measured: the other agents' R̂_m may be lower once an ally
+  is dead.
 - The best candidate is chosen per start state, as the paper describes. The authors' code takes one
   argmin of the batch-averaged error for all start states at once: `--mag-global-argmin`.
 - R̂_m's label is Sec. 3.3's prediction error ||ô^i' - o^i'||_2 + |R̂^i - R| of a prediction *sampled from
