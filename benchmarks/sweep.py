@@ -175,7 +175,8 @@ def without_total(flags):
 def run_state(run):
     """What the sweep's command means for this run now: "new" (nothing to resume), "resume" (interrupted after a
     checkpoint), "extend" (finished, and the only difference from its last command is a larger --total-timesteps: it
-    goes on from its final checkpoint), "finished" (the same command) or "other" (finished with other flags: skipped)."""
+    goes on from its final checkpoint), "finished" (the same command) or "other" (finished with other flags:
+    skipped)."""
     if not finished(run):
         return "resume" if checkpoints(run["run_dir"]) else "new"
     before = script_flags(read_status(run["run_dir"])["attempts"][-1].get("command"), run["script"])
@@ -387,7 +388,8 @@ def cmd_run(a):
     if a.dry_run:
         for r in runs:
             state = run_state(r)
-            print(f"{r['name']} [{'finished, other flags' if state == 'other' else state}]: (cd {r['run_dir']} && {shlex.join(r['argv'])})")
+            label = "finished, other flags" if state == "other" else state
+            print(f"{r['name']} [{label}]: (cd {r['run_dir']} && {shlex.join(r['argv'])})")
         return 0
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -491,15 +493,14 @@ def find_runs(paths, script):
     directories (<script>__<map>__<variant>__<seed>), plain run directories of a script ({map}__{exp}__{seed}__{t})
     or long CSVs of earlier plots (their series stand where the event directory would). A run found both in event
     files and in a CSV is read from the event files; of two CSVs, the first named holds."""
-    found, from_csv = [], {}
+    found, from_csv = [], {}  # from_csv: (script, map, variant, seed) -> (the CSV, its series)
     for p in map(Path, paths):
         if p.is_file() and p.suffix == ".csv":
             for key, series in read_long_csv(p).items():
                 if key in from_csv:
-                    print(f"[plot] {' '.join(map(str, key))}: from {from_csv[key]}, not {p}", file=sys.stderr)
-                    continue
-                from_csv[key] = p
-                found.append((*key, series))
+                    print(f"[plot] {' '.join(map(str, key))}: from {from_csv[key][0]}, not {p}", file=sys.stderr)
+                else:
+                    from_csv[key] = p, series
             continue
         if not p.is_dir():
             fail(f"{p} is not a directory or a long CSV")
@@ -528,11 +529,12 @@ def find_runs(paths, script):
             found.append((script, parts[0], parts[1], int(parts[2]), p))
         else:
             fail(f"{p} holds no sweep runs and no event files")
-    events = {r[:4]: r[4] for r in found if isinstance(r[4], Path)}
-    for r in found:
-        if not isinstance(r[4], Path) and r[:4] in events:
-            print(f"[plot] {' '.join(map(str, r[:4]))}: from {events[r[:4]]}, not {from_csv[r[:4]]}", file=sys.stderr)
-    found = [r for r in found if isinstance(r[4], Path) or r[:4] not in events]
+    events = {r[:4]: r[4] for r in found}
+    for key, (p, series) in from_csv.items():
+        if key in events:
+            print(f"[plot] {' '.join(map(str, key))}: from {events[key]}, not {p}", file=sys.stderr)
+        else:
+            found.append((*key, series))
     if not found:
         fail("no runs with event files under " + " ".join(map(str, paths)))
     return found
@@ -654,9 +656,10 @@ def cmd_plot(a):
 
 def differences(pairs, groups, data, metrics, rng, resamples=10_000):
     """--diff A B: at each step both variants reached (aligned together), mean(A) - mean(B) over their seeds and a
-    95% percentile-bootstrap interval (with >= 2 seeds of each) that resamples each variant's seeds independently (runs of two variants are not
-    paired: one seed number gives the same environment draws only until the policies differ). Rows (script, map,
-    "A-B", metric, step, seeds of A, seeds of B, difference, low, high, nan), for every script and map with both."""
+    95% percentile-bootstrap interval (with >= 2 seeds of each) that resamples each variant's seeds independently
+    (runs of two variants are not paired: one seed number gives the same environment draws only until the policies
+    differ). Rows (script, map, "A-B", metric, step, seeds of A, seeds of B, difference, low, high, nan), for every
+    script and map with both."""
     rows = []
     for va, vb in pairs:
         for sc, mp in sorted({k[:2] for k in groups}):
