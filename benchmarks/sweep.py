@@ -735,9 +735,11 @@ def plot_png(path, summary, long_rows, metric, order, groups, a):
 
 
 def report(summary, metric, order, groups):
-    """The last point every seed of a variant reached, with its interval, and wall time where the sweep recorded it."""
+    """The last point every seed of a variant reached, with its interval, and wall time where the sweep recorded it;
+    and the variant's last point, where some seeds went further (a seed stopped early ends the first)."""
     for key in order:
-        rows = [r for r in summary if r[:3] == key and r[3] == metric and r[5] == len(groups[key])]
+        points = [r for r in summary if r[:3] == key and r[3] == metric]
+        rows = [r for r in points if r[5] == len(groups[key])]
         if not rows:
             continue
         r = rows[-1]
@@ -749,6 +751,11 @@ def report(summary, metric, order, groups):
         wall = f", wall per finished run {hms(np.mean(walls))} ({len(walls)} runs)" if walls else ""
         ci = f" [{r[7]:.3f}, {r[8]:.3f}]" if r[5] >= 2 else ""
         print(f"[plot] {'/'.join(key)}: {metric} at step {r[4]:,} over {r[5]} seeds: mean {r[6]:.3f}{ci}{wall}")
+        last = points[-1]
+        if last[4] > r[4]:
+            ci = f" [{last[7]:.3f}, {last[8]:.3f}]" if last[5] >= 2 else ""
+            print(f"[plot] {'/'.join(key)}: {metric} at its last step {last[4]:,} over {last[5]} of "
+                  f"{len(groups[key])} seeds: mean {last[6]:.3f}{ci}")
         for h in (h for h in summary if h[:3] == key and h[3].startswith(f"{metric}@last")):
             ci = f" [{h[7]:.3f}, {h[8]:.3f}]" if h[5] >= 2 else ""
             print(f"[plot] {'/'.join(key)}: {h[3]} (each seed's mean over its last evaluations) over {h[5]} seeds: "

@@ -293,6 +293,10 @@ def test_plot_diff_gives_the_difference_of_two_variants_with_an_interval(tmp_pat
     assert 0.2 - 0.4 <= wide[100]["ci95_low"] < d100 < wide[100]["ci95_high"] <= 0.6 - 0.1
     line = next(l for l in out.stdout.splitlines() if "a-b" in l)
     assert "200: +0.800 [+0.800, +0.800]*" in line and "100: " in line
+    # a's seed 1 went on to 300: the last point all seeds reached, then the variant's own last point
+    assert "fop/3m/a: eval/win_rate at step 200 over 3 seeds: mean 0.900 [0.900, 0.900]" in out.stdout
+    assert "fop/3m/a: eval/win_rate at its last step 300 over 1 of 3 seeds: mean 1.000\n" in out.stdout
+    assert "fop/3m/b: eval/win_rate at its last step" not in out.stdout  # b's seeds end together
     write_run(root / "fop__3m__c__1", [(None, {0: 0.0, 100: 0.9, 200: 0.9})])  # one seed: no interval
     one = sweep("plot", str(root), "--out", str(tmp_path / "one"), "--diff", "c", "a", cwd=tmp_path)
     stats = {row[3] for row in read_csv(tmp_path / "one_summary.csv")[1:] if row[2] == "c-a"}
