@@ -734,6 +734,11 @@ def plot_png(path, summary, long_rows, metric, order, groups, a):
     plt.close(fig)
 
 
+def mean_ci(row):
+    """A summary row's "mean m [low, high]" (no interval with one seed)."""
+    return f"mean {row[6]:.3f}" + (f" [{row[7]:.3f}, {row[8]:.3f}]" if row[5] >= 2 else "")
+
+
 def report(summary, metric, order, groups):
     """The last point every seed of a variant reached, with its interval, and wall time where the sweep recorded it;
     and the variant's last point, where some seeds went further (a seed stopped early ends the first)."""
@@ -749,17 +754,14 @@ def report(summary, metric, order, groups):
             if attempts and attempts[-1].get("exit_code") == 0:
                 walls.append(sum(a.get("wall_seconds") or 0 for a in attempts))
         wall = f", wall per finished run {hms(np.mean(walls))} ({len(walls)} runs)" if walls else ""
-        ci = f" [{r[7]:.3f}, {r[8]:.3f}]" if r[5] >= 2 else ""
-        print(f"[plot] {'/'.join(key)}: {metric} at step {r[4]:,} over {r[5]} seeds: mean {r[6]:.3f}{ci}{wall}")
+        print(f"[plot] {'/'.join(key)}: {metric} at step {r[4]:,} over {r[5]} seeds: {mean_ci(r)}{wall}")
         last = points[-1]
         if last[4] > r[4]:
-            ci = f" [{last[7]:.3f}, {last[8]:.3f}]" if last[5] >= 2 else ""
             print(f"[plot] {'/'.join(key)}: {metric} at its last step {last[4]:,} over {last[5]} of "
-                  f"{len(groups[key])} seeds: mean {last[6]:.3f}{ci}")
+                  f"{len(groups[key])} seeds: {mean_ci(last)}")
         for h in (h for h in summary if h[:3] == key and h[3].startswith(f"{metric}@last")):
-            ci = f" [{h[7]:.3f}, {h[8]:.3f}]" if h[5] >= 2 else ""
             print(f"[plot] {'/'.join(key)}: {h[3]} (each seed's mean over its last evaluations) over {h[5]} seeds: "
-                  f"mean {h[6]:.3f}{ci}")
+                  f"{mean_ci(h)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
