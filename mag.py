@@ -869,7 +869,8 @@ def save_checkpoint(path, nets, opts, buf, state, args, run_name):
     hi = int(buf["size"].max())  # rows beyond every env's stream are still empty: not saved
     ckpt = dict(script="mag", map=args.map, args=dataclasses.asdict(args), run_name=run_name,
                 nets={k: v.state_dict() for k, v in nets.items()}, opts={k: v.state_dict() for k, v in opts.items()},
-                buffer={k: (v[:, :hi] if v.ndim > 1 else v) for k, v in buf.items()},
+                buffer={k: torch.from_numpy(np.ascontiguousarray(v[:, :hi]) if v.ndim > 1 else v)
+                        for k, v in buf.items()},  # tensors: torch.save pickles an ndarray through copies of it
                 rng=dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
                          buffer_rng=state["rng"].bit_generator.state),
                 **{k: v for k, v in state.items() if k != "rng"})

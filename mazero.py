@@ -571,7 +571,9 @@ class Replay:
 
     def state_dict(self):
         n = self.size
-        return {k: getattr(self, k)[:n] for k in ("obs", "action", "reward", "legal", "start", "end", "priority")}
+        # tensors sharing the arrays' memory: torch.save pickles an ndarray through copies of it (~5x its size)
+        return {k: torch.from_numpy(getattr(self, k)[:n])
+                for k in ("obs", "action", "reward", "legal", "start", "end", "priority")}
 
     def load_state_dict(self, d):
         self.size = len(d["reward"])

@@ -163,6 +163,9 @@ def test_smax_smoke_update_eval_checkpoint_resume_video(tmp_path):
     assert ckpt["script"] == "fsv" and ckpt["env"] == "3m"
     step, updates, episodes, _ = ckpt["counters"]
     assert step >= 400 and updates > 0 and episodes > 8
+    # the buffer is written as tensors: torch.save pickles an ndarray through copies of it (OOM on smacv2_5_units)
+    assert all(isinstance(v, torch.Tensor) for v in ckpt["buffer"].values())
+    assert 8 < len(ckpt["buffer"]["reward"]) <= episodes
 
     p = subprocess.run(common + ["--total-timesteps", "800", "--checkpoint", str(run / "checkpoint.pt"),
                                  "--no-capture-video"], cwd=tmp_path, capture_output=True, text=True, timeout=300)

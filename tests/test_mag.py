@@ -578,6 +578,7 @@ def test_smoke_train_evaluate_checkpoint_resume_purge_video(tmp_path, monkeypatc
     assert ckpt["learner_steps"] >= 1 and ckpt["args"]["hidden"] == 16
     assert ckpt["next_eval"] > 240 and ckpt["next_checkpoint"] > 240
     assert (ckpt["buffer"]["fake"].sum(1) % 2 == 0).all()  # absorbing rows come in pairs (MAMBA's two)
+    assert all(isinstance(v, torch.Tensor) for v in ckpt["buffer"].values())  # not ndarrays: see save_checkpoint
 
     at_240 = tmp_path / "at_240.pt"
     shutil.copy(ckpt_path, at_240)

@@ -480,7 +480,8 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     step, updates, _, _, next_eval, next_ckpt = ckpt["counters"]
     assert ckpt["script"] == "mazero" and ckpt["map"] == "3m" and step == 200 and updates >= 3
     assert next_eval > step and next_ckpt > step  # the next evaluation and checkpoint are ahead, not behind
-    assert ckpt["replay"]["reward"].shape[0] > 0 and ckpt["replay"]["obs"].dtype == np.float16
+    assert ckpt["replay"]["reward"].shape[0] > 0 and ckpt["replay"]["obs"].dtype == torch.float16
+    assert all(isinstance(v, torch.Tensor) for v in ckpt["replay"].values())  # not ndarrays: see ReplayBuffer
 
     ea = EventAccumulator(str(run_dir)).Reload()
     tags = set(ea.Tags()["scalars"])
