@@ -863,7 +863,7 @@ def train(args, ckpt=None):
 
     buf = {**episode_arrays(args.buffer_size, T, N, obs_dim, state_dim, A), "pos": 0, "size": 0}
     if ckpt:
-        buffer_restore(buf, ckpt["buffer"], BUFFER_KEYS)
+        buffer_restore(buf, ckpt.pop("buffer"), BUFFER_KEYS)  # popped: the loaded copy is freed once copied
     writer = open_writer(args, ckpt, run_name)
     evaluations = [0]  # of this session: --capture-video records evaluations 0, k, 2k, ... (k = --video-interval)
 
@@ -1113,7 +1113,7 @@ def train_mtq(args, ckpt=None):
            "actions": np.zeros((C, N), np.float32), "reward": np.zeros(C, np.float32), "pos": 0, "size": 0}
     if ckpt:
         restore(ckpt, modules, rng, device)
-        buffer_restore(buf, ckpt["buffer"], MTQ_BUFFER_KEYS)
+        buffer_restore(buf, ckpt.pop("buffer"), MTQ_BUFFER_KEYS)
         alpha_ratio = c["alpha_ratio"].to(device)
         with torch.no_grad():
             log_alpha.copy_(c["log_alpha"])

@@ -949,7 +949,7 @@ if __name__ == "__main__":
     state = dict(global_step=0, learner_steps=0, episodes=0, ent_coef=args.ent_coef, next_eval=0,
                  next_checkpoint=args.checkpoint_interval, recent_wins=[], rng=np.random.default_rng(args.seed))
     if ckpt is not None and not args.eval_only:
-        for k, v in ckpt["buffer"].items():
+        for k, v in ckpt.pop("buffer").items():  # popped: the loaded copy is freed once copied
             if v.ndim > 1:
                 buf[k][:, : v.shape[1]] = v[:, : buf[k].shape[1]]
             else:

@@ -887,7 +887,7 @@ if __name__ == "__main__":
     global_step, updates, episodes, credit, next_eval, next_ckpt = 0, 0, 0, 0.0, 0, args.checkpoint_interval
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
-        replay.load_state_dict(ckpt["replay"])
+        replay.load_state_dict(ckpt.pop("replay"))  # popped: the loaded copy is freed once copied
         global_step, updates, episodes, credit, next_eval, next_ckpt = ckpt["counters"]
         random.setstate(ckpt["rng"]["python"])
         np.random.set_state(ckpt["rng"]["numpy"])
