@@ -589,6 +589,7 @@ def save_checkpoint(path, ckpt):
     """Write atomically: a crash mid-write never leaves a broken checkpoint behind. The buffer goes in as tensors
     sharing the arrays' memory (torch.from_numpy): torch.save pickles a NumPy array through copies of it (1.15 GB of
     peak memory to save 0.2 GB; the full 5,000-episode buffer of smacv2_5_units, 3.4 GB, got two runs OOM-killed)."""
+    ckpt = {**ckpt, "buffer": {k: torch.from_numpy(v) for k, v in ckpt["buffer"].items()}}
     torch.save(ckpt, path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -682,7 +683,7 @@ def train_discrete(args, env, eval_env, writer, run_name, device, rng, ckpt):
             "target_agent": target_agent.state_dict(), "target_mixer": target_mixer.state_dict(),
             "optimizer": optimizer.state_dict(), "a_optimizer": a_optimizer.state_dict(),
             "log_alpha": log_alpha.detach().cpu(), "alpha": current_alpha(),
-            "buffer": {k: torch.from_numpy(v[:n]) for k, v in buf["data"].items()}, "buffer_pos": buf["pos"],
+            "buffer": {k: v[:n] for k, v in buf["data"].items()}, "buffer_pos": buf["pos"],
             "counters": (global_step, updates, episodes, last_target_update), "rng": rng_states(rng)})
 
     if args.eval_only:
@@ -865,7 +866,7 @@ def train_continuous(args, env, eval_env, writer, run_name, device, rng, ckpt):
         save_checkpoint(f"runs/{run_name}/checkpoint.pt", {
             "script": "fsv", "env": "mtq", "args": vars(args), "run_name": run_name,
             **{k: m.state_dict() for k, m in nets.items()}, "log_alpha": log_alpha.detach().cpu(),
-            "buffer": {k: torch.from_numpy(v[:size]) for k, v in buf.items()}, "buffer_pos": pos,
+            "buffer": {k: v[:size] for k, v in buf.items()}, "buffer_pos": pos,
             "counters": (global_step, updates), "path": path, "rng": rng_states(rng)})
 
     if args.eval_only:

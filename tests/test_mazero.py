@@ -481,7 +481,7 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     assert ckpt["script"] == "mazero" and ckpt["map"] == "3m" and step == 200 and updates >= 3
     assert next_eval > step and next_ckpt > step  # the next evaluation and checkpoint are ahead, not behind
     assert ckpt["replay"]["reward"].shape[0] > 0 and ckpt["replay"]["obs"].dtype == torch.float16
-    assert all(isinstance(v, torch.Tensor) for v in ckpt["replay"].values())  # not ndarrays: see ReplayBuffer
+    assert all(isinstance(v, torch.Tensor) for v in ckpt["replay"].values())  # not ndarrays: see Replay.state_dict
 
     ea = EventAccumulator(str(run_dir)).Reload()
     tags = set(ea.Tags()["scalars"])
