@@ -560,18 +560,33 @@ def read_scalars(logdir, metrics):
 
 def align(series):
     """Cluster the steps of several runs: steps closer than half the typical spacing are one point (e.g. evaluations
-    due at 2,500 that happen at 2,528 in one run and 2,504 in another). Returns the sorted cluster steps (the smallest
-    step of each cluster) and, per run, {cluster step: value} (a run's last value in the cluster)."""
-    steps = sorted({s for run in series for s, _ in run})
+    due at 2,500 that happen at 2,528 in one run and 2,504 in another), but two steps of one run are always two
+    points (a final evaluation at 2.05M after one at 2.0M, every 100k). Returns the sorted cluster steps (the
+    smallest step of each cluster) and, per run, {cluster step: value}."""
+    owners = {}
+    for i, run in enumerate(series):
+        for s, _ in run:
+            owners.setdefault(s, set()).add(i)
     gaps = [np.diff([s for s, _ in run]) for run in series if len(run) > 1]
     spacing = float(np.median(np.concatenate(gaps))) if gaps else 0.0
-    clusters, start = {}, None
-    for s in steps:
-        if start is None or s - start > spacing / 2:
-            start = s
+    clusters, start, members = {}, None, set()
+    for s in sorted(owners):
+        if start is None or s - start > spacing / 2 or owners[s] & members:
+            start, members = s, set()
         clusters[s] = start
+        members |= owners[s]
     per_run = [{clusters[s]: v for s, v in run} for run in series]
     return sorted(set(clusters.values())), per_run
+
+
+def bin_means(series, every):
+    """[(step, value)] -> the mean value over each window (k*every - every, k*every] of env steps that holds any,
+    labelled k*every: training-episode metrics logged per episode at each run's own steps become one point per
+    window, the same windows for every seed."""
+    windows = {}
+    for s, v in series:
+        windows.setdefault(-(-s // every) * every, []).append(v)
+    return [(s, float(np.mean(v))) for s, v in sorted(windows.items())]
 
 
 def bootstrap_ci(values, rng, resamples=10_000):
@@ -612,8 +627,21 @@ def cmd_plot(a):
             fail(f"--diff {va} {vb}: " + (f"no runs of {', '.join(missing)}" if missing else "two different variants"))
     scripts, maps = sorted({r[0] for r in runs}), sorted({r[1] for r in runs})
     out = output_path(a.out or f"benchmarks/results/{'+'.join(scripts)}_{'+'.join(maps)}")
-    data = {r: read_scalars(r[4], metrics) if isinstance(r[4], Path) else {m: list(v) for m, v in r[4] if m in metrics}
+    bins = {}
+    for tag, every in a.bin or []:
+        if tag not in metrics:
+            fail(f"--bin {tag} {every}: {tag} is not one of the --metric tags")
+        if not every.isdigit() or int(every) < 1:
+            fail(f"--bin {tag} {every}: the window must be a whole number >= 1 of env steps")
+        bins[tag] = int(every)
+    data = {r: read_scalars(r[4], metrics) if isinstance(r[4], Path) else
+            {m: list(v) for m, v in r[4] if m in metrics or m in {f"{t}@bin{n}" for t, n in bins.items()}}
             for r in runs}
+    for r in runs:  # a noisy per-episode tag becomes the mean over each window of `every` env steps
+        for tag, every in bins.items():
+            if tag in data[r]:
+                data[r][f"{tag}@bin{every}"] = bin_means(data[r].pop(tag), every)
+    metrics = [f"{m}@bin{bins[m]}" if m in bins else m for m in metrics]
     if not any(data[r].get(metrics[0]) for r in runs):
         fail(f"no run logged {metrics[0]} (tags of the first run: {', '.join(metrics)} not among them)")
 
@@ -959,6 +987,10 @@ def main(argv=None):
                    help="also the difference of the means of variants A and B at each step, with a 95%% bootstrap "
                         "interval that resamples each variant's seeds (variant A-B, statistics seeds_a, seeds_b, "
                         "mean, ci95_low, ci95_high in the summary CSV); repeatable")
+    q.add_argument("--bin", nargs=2, action="append", metavar=("TAG", "STEPS"),
+                   help="replace the --metric TAG by its mean over windows of STEPS env steps (tag TAG@binSTEPS, "
+                        "one point per window end), for per-episode training metrics such as charts/win_rate; "
+                        "repeatable")
     q.add_argument("--last", type=int, default=5, help="also summarise each seed's mean over its last K evaluations "
                                                        "(metric <tag>@last<K> at the last step; default 5, 0: off)")
     q.set_defaults(func=cmd_plot)

@@ -333,6 +333,56 @@ def test_plot_reads_the_long_csv_of_an_earlier_plot_beside_new_runs(tmp_path):
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and bad in out.stderr
 
 
+def test_plot_keeps_a_final_evaluation_half_a_spacing_after_the_last_periodic_one(tmp_path):
+    """Evaluations every 100 and a final one at 250 (fsv.py's 2.05M after 2.0M): 250 is within half the spacing of
+    200, but both are one run's steps, so they stay two points and the last two are 200 and 250."""
+    runs = {1: {0: 0.0, 100: 0.2, 200: 0.5, 250: 0.7}, 2: {0: 0.0, 100: 0.4, 200: 0.6, 250: 0.9},
+            3: {0: 0.0, 108: 0.3, 208: 0.4, 250: 0.8}}  # seed 3's periodic evaluations a few steps late: one point
+    for seed, values in runs.items():
+        write_run(tmp_path / "sw" / f"fsv__3m__a__{seed}", [(None, values)])
+    out = sweep("plot", str(tmp_path / "sw"), "--out", str(tmp_path / "res"), "--last", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summ = {(r[3], int(r[4]), r[5]): float(r[6]) for r in read_csv(tmp_path / "res_summary.csv")[1:]}
+    assert summ[("mean", 200, "eval/win_rate")] == pytest.approx(0.5, abs=1e-5)
+    assert summ[("mean", 250, "eval/win_rate")] == pytest.approx(0.8, abs=1e-5)
+    assert summ[("seeds", 250, "eval/win_rate")] == 3
+    held = np.mean([(0.5 + 0.7) / 2, (0.6 + 0.9) / 2, (0.4 + 0.8) / 2])
+    assert summ[("mean", 250, "eval/win_rate@last2")] == pytest.approx(held, abs=1e-5)
+
+
+def test_plot_bin_averages_a_per_episode_metric_over_windows_of_env_steps(tmp_path):
+    """charts/win_rate logged once per episode at each run's own steps: --bin gives one point per window of 100 env
+    steps, the same windows for both seeds, under the tag charts/win_rate@bin100; the long CSV reads back the same."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    episodes = {1: [(30, 0.0), (70, 1.0), (90, 1.0), (150, 0.0), (210, 1.0)], 2: [(40, 0.0), (130, 1.0), (200, 1.0)]}
+    for seed, eps in episodes.items():
+        w = SummaryWriter(str(tmp_path / "sw" / f"fop__3m__a__{seed}" / "runs" / "3m__fop__1__1"))
+        for step, won in eps:
+            w.add_scalar("charts/win_rate", won, step)
+        w.add_scalar("eval/win_rate", 0.5, 200)
+        w.close()
+    args = ["--metric", "charts/win_rate", "--metric", "eval/win_rate", "--bin", "charts/win_rate", "100", "--last", "0"]
+    out = sweep("plot", str(tmp_path / "sw"), "--out", str(tmp_path / "res"), *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {(int(r[3]), int(r[4]), r[5]): float(r[6]) for r in read_csv(tmp_path / "res.csv")[1:]}
+    binned = {k[:2]: v for k, v in rows.items() if k[2] == "charts/win_rate@bin100"}
+    assert binned == pytest.approx({(1, 100): 2 / 3, (1, 200): 0.0, (1, 300): 1.0, (2, 100): 0.0, (2, 200): 1.0})
+    assert rows[(1, 200, "eval/win_rate")] == 0.5 and not any(k[2] == "charts/win_rate" for k in rows)
+    summ = {(r[3], int(r[4]), r[5]): float(r[6]) for r in read_csv(tmp_path / "res_summary.csv")[1:]}
+    assert summ[("mean", 100, "charts/win_rate@bin100")] == pytest.approx(1 / 3, abs=1e-5)
+    assert summ[("seeds", 300, "charts/win_rate@bin100")] == 1
+    again = sweep("plot", str(tmp_path / "res.csv"), "--out", str(tmp_path / "again"), *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    first, second = read_csv(tmp_path / "res_summary.csv")[1:], read_csv(tmp_path / "again_summary.csv")[1:]
+    assert [r[:6] for r in second] == [r[:6] for r in first]  # the long CSV keeps 6 digits: values agree to 1e-5
+    assert [float(r[6]) for r in second] == pytest.approx([float(r[6]) for r in first], abs=1e-5)
+    for bad in (["eval/return", "100"], ["charts/win_rate", "0"], ["charts/win_rate", "1e3"]):
+        out = sweep("plot", str(tmp_path / "sw"), "--out", str(tmp_path / "bad"), "--metric", "charts/win_rate",
+                    "--bin", *bad, cwd=tmp_path)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--bin" in out.stderr
+
+
 def test_plot_of_nothing_is_one_line(tmp_path):
     out = sweep("plot", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
