@@ -616,6 +616,13 @@ def over_seeds(vals, rng):
 
 def cmd_plot(a):
     metrics = a.metric or ["eval/win_rate"]
+    bins = {}
+    for tag, every in a.bin or []:
+        if tag not in metrics:
+            fail(f"--bin {tag} {every}: {tag} is not one of the --metric tags")
+        if not every.isdigit() or int(every) < 1:
+            fail(f"--bin {tag} {every}: the window must be a whole number >= 1 of env steps")
+        bins[tag] = int(every)
     runs = find_runs(a.paths, a.script)
     if a.variants:
         runs = [r for r in runs if r[2] in a.variants]
@@ -627,21 +634,14 @@ def cmd_plot(a):
             fail(f"--diff {va} {vb}: " + (f"no runs of {', '.join(missing)}" if missing else "two different variants"))
     scripts, maps = sorted({r[0] for r in runs}), sorted({r[1] for r in runs})
     out = output_path(a.out or f"benchmarks/results/{'+'.join(scripts)}_{'+'.join(maps)}")
-    bins = {}
-    for tag, every in a.bin or []:
-        if tag not in metrics:
-            fail(f"--bin {tag} {every}: {tag} is not one of the --metric tags")
-        if not every.isdigit() or int(every) < 1:
-            fail(f"--bin {tag} {every}: the window must be a whole number >= 1 of env steps")
-        bins[tag] = int(every)
+    binned = {tag: f"{tag}@bin{every}" for tag, every in bins.items()}  # a long CSV holds the binned series
     data = {r: read_scalars(r[4], metrics) if isinstance(r[4], Path) else
-            {m: list(v) for m, v in r[4] if m in metrics or m in {f"{t}@bin{n}" for t, n in bins.items()}}
-            for r in runs}
+            {m: list(v) for m, v in r[4] if m in metrics or m in binned.values()} for r in runs}
     for r in runs:  # a noisy per-episode tag becomes the mean over each window of `every` env steps
         for tag, every in bins.items():
             if tag in data[r]:
-                data[r][f"{tag}@bin{every}"] = bin_means(data[r].pop(tag), every)
-    metrics = [f"{m}@bin{bins[m]}" if m in bins else m for m in metrics]
+                data[r][binned[tag]] = bin_means(data[r].pop(tag), every)
+    metrics = [binned.get(m, m) for m in metrics]
     if not any(data[r].get(metrics[0]) for r in runs):
         fail(f"no run logged {metrics[0]} (tags of the first run: {', '.join(metrics)} not among them)")
 
