@@ -130,8 +130,9 @@ def diagnose(checkpoint, episodes, selfplay_taus):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("paths", nargs="+", help="sweep directories, sweep run directories of mazero.py runs, or "
-                   "checkpoint files (variant: the run's --exp-name)")
+    p.add_argument("paths", nargs="+", help="sweep directories, sweep run directories of mazero.py runs, "
+                   "checkpoint files (variant: the run's --exp-name), or long CSVs of an earlier diagnosis (runs "
+                   "whose checkpoints are gone; a run diagnosed now, or named in an earlier CSV, wins)")
     p.add_argument("--variants", nargs="+", help="only these variants")
     p.add_argument("--episodes", type=int, default=64, help="greedy and search episodes per checkpoint")
     p.add_argument("--selfplay-taus", type=float, nargs="*", default=[1.0, 0.25, 0.0],
@@ -144,7 +145,8 @@ def main(argv=None):
         sweep.fail(f"--selfplay-taus must be >= 0, got {a.selfplay_taus}")
     out = sweep.output_path(a.out)
     torch.set_num_threads(1)
-    files = [Path(x) for x in a.paths if Path(x).is_file()]
+    csvs = [Path(x) for x in a.paths if Path(x).is_file() and Path(x).suffix == ".csv"]
+    files = [Path(x) for x in a.paths if Path(x).is_file() and Path(x).suffix != ".csv"]
     dirs = [x for x in a.paths if not Path(x).is_file()]
     todo = []  # (name, checkpoint, variant or None: the checkpoint's exp_name, seed or None)
     for script, mp, variant, seed, logdir in sweep.find_runs(dirs, None) if dirs else []:
@@ -166,8 +168,19 @@ def main(argv=None):
         long_rows += [(script, mp, variant, seed, step, f"diag/{k}", v) for k, v in res.items()]
         for k, v in res.items():
             table.setdefault((script, mp, variant, f"diag/{k}"), []).append((step, v))
+    done = {row[:4] for row in long_rows}
+    for path in csvs:  # earlier diagnoses, each run's rows as they were written
+        for key, series in sweep.read_long_csv(path).items():
+            if key in done or (a.variants and key[2] not in a.variants):
+                continue
+            done.add(key)
+            for metric, points in series:
+                if metric.startswith("diag/"):
+                    step, v = points[-1]
+                    long_rows.append((*key, step, metric, v))
+                    table.setdefault((*key[:3], metric), []).append((step, v))
     if not long_rows:
-        sweep.fail("no finished mazero.py runs or checkpoints in " + " ".join(a.paths))
+        sweep.fail("no finished mazero.py runs, checkpoints or diag/ rows in " + " ".join(a.paths))
     sweep.write_long_csv(f"{out}.csv", long_rows)
     rng = np.random.default_rng(0)
     entries = []

@@ -845,23 +845,35 @@ def final_eval(run_dir, script, checkpoint, mode, flags, python):
 
 
 def cmd_final(a):
-    """Each finished run's newest checkpoint evaluated in every --mode; long CSV (metric final/<mode>/win_rate and
-    final/<mode>/episodic_return at the checkpoint's step), summary CSV (mean and 95% bootstrap CI over seeds per mode,
-    and of each later mode's paired per-seed difference from the first mode, metric final/<mode>-<first>/...)."""
+    """Each finished run's newest checkpoint evaluated in every --mode (a run read from the long CSV of an earlier
+    `final`, its checkpoint gone, keeps that CSV's rows of the same mode names); long CSV (metric
+    final/<mode>/win_rate and final/<mode>/episodic_return at the checkpoint's step), summary CSV (mean and 95%
+    bootstrap CI over seeds per mode, and of each later mode's paired per-seed difference from the first mode, metric
+    final/<mode>-<first>/...)."""
     modes = parse_modes(a.mode)
     runs = [r for r in find_runs(a.paths, None) if not a.variants or r[2] in a.variants]
-    if any(not isinstance(r[4], Path) for r in runs):
-        fail("final evaluates checkpoints: give sweep directories, not long CSVs")
-    todo = []
+    todo, kept = [], []  # kept: (run, mode, result) read back from the long CSV of an earlier `final`
     for r in runs:
+        if not isinstance(r[4], Path):  # a run whose checkpoint is gone: its rows stand for the same mode names
+            series, got = dict(r[4]), {}
+            for name, _ in modes:
+                points = [series.get(f"final/{name}/{m}") for m in ("win_rate", "episodic_return")]
+                if not all(points):
+                    print(f"[final] {' '.join(map(str, r[:4]))}: its CSV has no final/{name}/ rows, skipped",
+                          file=sys.stderr)
+                    break
+                got[name] = dict(step=points[0][-1][0], win_rate=points[0][-1][1], episodic_return=points[1][-1][1])
+            else:
+                kept += [(r, name, got[name]) for name, _ in modes]
+            continue
         run_dir = r[4].parent.parent.resolve()  # the script runs there: absolute paths
         ckpts = checkpoints(run_dir)
         if not finished({"run_dir": run_dir}) or not ckpts:
             print(f"[final] {run_dir.name}: not finished{'' if ckpts else ' (no checkpoint)'}, skipped", file=sys.stderr)
             continue
         todo += [(r, run_dir, ckpts[-1], name, flags) for name, flags in modes]
-    if not todo:
-        fail("no finished runs with a checkpoint under " + " ".join(map(str, a.paths)))
+    if not todo and not kept:
+        fail("no finished runs with a checkpoint (or final rows in a CSV) under " + " ".join(map(str, a.paths)))
 
     def one(item):
         r, run_dir, ckpt, name, flags = item
@@ -880,6 +892,10 @@ def cmd_final(a):
 
     table = {}  # (script, map, variant) -> {seed: {mode: result}}
     for (r, _, _, name, _), res in zip(todo, results):
+        table.setdefault(r[:3], {}).setdefault(r[3], {})[name] = res
+    for r, name, res in kept:
+        print(f"[final] {' '.join(map(str, r[:4]))} {name}: step {res['step']:,}, win rate {res['win_rate']:.3f} "
+              "(from a CSV)", flush=True)
         table.setdefault(r[:3], {}).setdefault(r[3], {})[name] = res
     order = sorted(table, key=lambda k: (k[0], k[1], a.variants.index(k[2]) if a.variants else k[2]))
     out = output_path(a.out)
@@ -1001,7 +1017,8 @@ def main(argv=None):
                                    "(metric final/<mode>/win_rate, final/<mode>/episodic_return at the checkpoint's "
                                    "step) and <out>_summary.csv (seeds, mean, 95%% bootstrap CI per mode, and of each "
                                    "later mode's per-seed difference from the first: final/<mode>-<first>/...).")
-    f.add_argument("paths", nargs="+", help="sweep directories or sweep run directories")
+    f.add_argument("paths", nargs="+", help="sweep directories, sweep run directories, or long CSVs of an earlier "
+                   "`final` (runs whose checkpoints are gone: their rows of the same --mode names are used as they are)")
     f.add_argument("--mode", action="append", metavar='NAME="--flag ..."',
                    help='a named set of --eval-only flags, repeatable, e.g. --mode greedy="" --mode search="--eval-mcts" '
                         "(default: greedy with no flags); later modes are compared with the first, seed by seed")

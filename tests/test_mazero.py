@@ -535,6 +535,20 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     assert all(r["map"] == "3m" and r["variant"] == "mazero" and r["seed"] == "1" and r["step"] == "400"
                for r in rows.values())
     assert 0 <= float(rows["diag/search_agrees"]["value"]) <= float(rows["diag/greedy_sampled"]["value"]) <= 1
+    # an earlier diagnosis's CSV stands in for a run whose checkpoint is gone: seed 2 (rows made up here) joins seed 1
+    seed2 = [dict(r, seed="2", value="0.5" if r["metric"] == "diag/greedy_sampled" else r["value"])
+             for r in csv.DictReader(open(tmp_path / "diag.csv"))]
+    with open(tmp_path / "seed2.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(seed2[0]))
+        writer.writeheader()
+        writer.writerows(seed2)
+    both = subprocess.run([sys.executable, str(DIAGNOSE), str(tmp_path / "diag.csv"), str(tmp_path / "seed2.csv"),
+                           "--out", str(tmp_path / "both")], capture_output=True, text=True, timeout=60)
+    assert both.returncode == 0, both.stderr[-2000:]
+    summary = {(r["seed"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(tmp_path / "both_summary.csv"))}
+    sampled = float(rows["diag/greedy_sampled"]["value"])
+    assert summary[("seeds", "diag/greedy_sampled")] == 2
+    assert summary[("mean", "diag/greedy_sampled")] == pytest.approx((sampled + 0.5) / 2, abs=1e-5)
 
 
 def test_console_lines_are_the_shared_format():

@@ -98,6 +98,21 @@ def test_final_evaluates_each_finished_checkpoint_per_mode_paired_by_seed(local_
     clash = sweep("final", str(toy), "--mode", "y=--checkpoint z", "--out", str(tmp_path / "f4"), cwd=tmp_path)
     assert clash.returncode == 2 and "set by `final` itself" in clash.stderr
 
+    # seed 2's checkpoint gone: its rows in the first call's CSV stand in for it, paired with seed 1's evaluation
+    shutil.rmtree(toy / "fop__matrix__base__2")
+    kept = sweep("final", str(tmp_path / "fin.csv"), str(toy), *modes, "--out", str(tmp_path / "f5"), cwd=tmp_path)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert kept.stdout.count("(from a CSV)") == 2 and kept.stdout.count("(cached)") == 2
+    assert {(r[3], r[5]): float(r[6]) for r in read_csv(tmp_path / "f5.csv")[1:] if r[5].endswith("/win_rate")} == win
+    summ5 = {(r[3], r[5]): float(r[6]) for r in read_csv(tmp_path / "f5_summary.csv")[1:]}
+    assert summ5[("seeds", "final/two-four/win_rate")] == 2
+    assert summ5[("mean", "final/two-four/win_rate")] == pytest.approx(np.mean(diffs), abs=1e-5)
+    other = sweep("final", str(tmp_path / "fin.csv"), str(toy), "--mode", "four=", "--mode", "three=--eval-episodes 3",
+                  "--out", str(tmp_path / "f6"), cwd=tmp_path)  # a mode the CSV lacks: that run is skipped
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert "fop matrix base 2: its CSV has no final/three/ rows, skipped" in other.stderr
+    assert {r[3] for r in read_csv(tmp_path / "f6.csv")[1:]} == {"1"}
+
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(local_sweep, tmp_path):
     cwd, _, _ = local_sweep
