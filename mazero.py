@@ -126,7 +126,10 @@ class Args:
     batch_size: int = 256
     """minibatch size (paper Table 1: 256)"""
     learning_rate: float = 1e-4
-    """Adam learning rate, constant (paper Table 1: 1e-4; authors' code: 5e-4)"""
+    """Adam learning rate (paper Table 1: 1e-4; authors' code: 5e-4)"""
+    anneal_lr: bool = False
+    """decay the learning rate linearly to 0 over the run's updates (CleanRL's PPO anneal; not in the paper, whose
+    learning rate is constant, nor in the authors' code)"""
     adam_eps: float = 1e-5
     """Adam epsilon (paper Table 1: 1e-5)"""
     weight_decay: float = 0.0
@@ -1020,6 +1023,8 @@ if __name__ == "__main__":
         while credit >= 1:
             credit -= 1
             beta = min(1.0, args.priority_beta + (1 - args.priority_beta) * updates / total_updates)
+            if args.anneal_lr:
+                optimizer.param_groups[0]["lr"] = args.learning_rate * max(0.0, 1 - updates / total_updates)
             re_clock = {"model": 0.0, "tree": 0.0}
             batch = make_batch(replay, target_model, args, re_cfg, rng, device, beta, re_clock)
             clock["reanalyse_model"] += re_clock["model"]
@@ -1035,6 +1040,7 @@ if __name__ == "__main__":
                 writer.add_scalar(f"losses/{k}", v, global_step)
             writer.add_scalar("search/reanalyse_root_value", batch["root_value"], global_step)
             writer.add_scalar("charts/updates", updates, global_step)
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
             if slow_cpu and updates - start_updates == 3:
                 cpu_note()
             progress()

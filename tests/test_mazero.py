@@ -491,6 +491,7 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
         assert tag in tags, tag
     assert all(np.isfinite(e.value) for e in ea.Scalars("losses/total"))
     assert ea.Scalars("charts/updates")[-1].value == updates  # every update reanalysed its batch first
+    assert {round(e.value, 9) for e in ea.Scalars("charts/learning_rate")} == {1e-4}  # constant without --anneal-lr
 
     at_200 = tmp_path / "at_200.pt"
     shutil.copy(ckpt_path, at_200)
@@ -549,6 +550,19 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     sampled = float(rows["diag/greedy_sampled"]["value"])
     assert summary[("seeds", "diag/greedy_sampled")] == 2
     assert summary[("mean", "diag/greedy_sampled")] == pytest.approx((sampled + 0.5) / 2, abs=1e-5)
+
+
+def test_anneal_lr_decays_linearly_to_zero_over_the_runs_updates(tmp_path):
+    """--anneal-lr: update u (0-based) uses lr x (1 - u / total updates), total = --total-timesteps x
+    --updates-per-env-step (here 200 x 0.05 = 10, of which 4 happen after min replay)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = run([*TINY, "--total-timesteps", "200", "--anneal-lr", "--learning-rate", "1e-3", "--no-save-model"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    lrs = [e.value for e in EventAccumulator(str(run_dir)).Reload().Scalars("charts/learning_rate")]
+    assert len(lrs) >= 3
+    assert lrs == pytest.approx([1e-3 * (1 - u / 10) for u in range(len(lrs))], rel=1e-5)
 
 
 def test_console_lines_are_the_shared_format():
@@ -635,6 +649,7 @@ def test_defaults_are_the_papers_table_1():
     assert a.reanalyse_simulations is None and a.preset is None
     assert (a.tree_legal_mask, a.policy_softmax, a.grad_scale_hook, a.reward_from_next_state) == (
         "all-nodes", "legal", False, False)  # the behaviour before these flags existed
+    assert not a.anneal_lr  # Table 1's learning rate is constant
 
 
 def test_unclipped_awpo_weight_is_the_papers_eq_10(monkeypatch):
