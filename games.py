@@ -630,6 +630,29 @@ class SMAXStarCraft:
                                     else "lost")
         return obs, state, avail, out[:, 0].copy(), done, info
 
+    def scripted_actions(self, state, avail):
+        """A hand-written baseline (not a paper's): each live ally attacks the enemy with the least
+        health among those in its range, else walks towards the closest live enemy (else stops).
+        Reads this adapter's state (per unit: health, x, y, cooldown, 6 type bits); actions [E,N]."""
+        E, N, A = avail.shape
+        units = state[:, : 10 * (N + self.n_enemies)].reshape(E, N + self.n_enemies, 10)
+        actions = np.zeros((E, N), np.int64)
+        for e in range(E):
+            enemies = units[e, N:]
+            for i in range(N):
+                if avail[e, i, 0]:  # dead: no-op
+                    continue
+                targets = np.flatnonzero(avail[e, i, 6:])
+                if len(targets):
+                    actions[e, i] = 6 + targets[np.argmin(enemies[targets, 0])]
+                    continue
+                alive = np.flatnonzero(enemies[:, 0] > 0)
+                d = enemies[alive, 1:3] - units[e, i, 1:3]
+                dx, dy = d[np.argmin((d ** 2).sum(-1))]
+                move = (4 if dx > 0 else 5) if abs(dx) > abs(dy) else (2 if dy > 0 else 3)
+                actions[e, i] = move if avail[e, i, move] else 1
+        return actions
+
     # ------------------------------------------------------------------------------------------
     # Replays: start_recording() before an evaluation, save_replay(path) after it
     # ------------------------------------------------------------------------------------------

@@ -5,10 +5,11 @@ search's choices, measured on finished mazero.py checkpoints.
         --out benchmarks/results/mazero_3m_diagnose
 
 For each finished sweep run's newest checkpoint, on the evaluation envs (seed + 10,000) that mazero.py evaluates on:
-1. Greedy episodes (each agent the argmax of its masked policy head, as mazero.evaluate). Value: the predicted
-   v(s_t) against the discounted return G_t of the episode (correlation, mean error = bias, RMSE; std of G_t for
-   scale). Reward: the model unrolled from s_{t,0} along the joint actions actually taken, r_{t,k-1} predicted at
-   unroll step k = 1..5 against the real reward u_{t+k-1} (correlation, RMSE; std of u for scale).
+1. Greedy episodes (each agent the argmax of its masked policy head, as mazero.evaluate). Value: the predicted v(s_t)
+   against the discounted return G_t of the episode (correlation, mean error = bias, RMSE; std of G_t for scale); how
+   many were lost at the episode limit (time-outs) and their mean length. Reward: the model unrolled from s_{t,0}
+   along the joint actions actually taken, r_{t,k-1} predicted at unroll step k = 1..5 against the real reward
+   u_{t+k-1} (correlation, RMSE; std of u for scale).
 2. Search episodes (noise-free search with the checkpoint's --num-simulations and --num-sampled, the most visited
    root child, as --eval-mcts): the fraction of decisions whose greedy joint action is among the sampled root
    actions, the fraction in which the search chooses it, and the win rate.
@@ -118,6 +119,8 @@ def diagnose(checkpoint, episodes, selfplay_taus):
     greedy_eps, _, _ = play(model, env, args, episodes, None, None)
     out = model_accuracy(model, greedy_eps, args.gamma)
     out["greedy_win_rate"] = np.mean([won for *_, won in greedy_eps])
+    out["greedy_timeout_rate"] = np.mean([not won and len(r) >= env.episode_limit for _, _, r, won in greedy_eps])
+    out["greedy_episode_length"] = np.mean([len(r) for _, _, r, _ in greedy_eps])
     cfg = mazero.search_config(args, args.num_simulations)
     search_eps, sampled, agrees = play(model, env, args, episodes, cfg, np.random.default_rng(0))
     out["search_win_rate"] = np.mean([won for *_, won in search_eps])

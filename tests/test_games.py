@@ -23,26 +23,8 @@ def random_policy(avail, rng):
 
 
 def scripted_policy(env, state, avail):
-    """Attack the weakest enemy in range; otherwise walk towards the closest live enemy.
-    Reads the adapter's state layout: per unit [health, x, y, cooldown, 6 type bits]."""
-    E, N, A = avail.shape
-    units = state[:, : 10 * (N + env.n_enemies)].reshape(E, N + env.n_enemies, 10)
-    actions = np.zeros((E, N), np.int64)
-    for e in range(E):
-        enemies = units[e, N:]
-        for i in range(N):
-            if avail[e, i, 0]:  # dead: no-op
-                continue
-            targets = np.flatnonzero(avail[e, i, 6:])
-            if len(targets):
-                actions[e, i] = 6 + targets[np.argmin(enemies[targets, 0])]
-                continue
-            alive = np.flatnonzero(enemies[:, 0] > 0)
-            d = enemies[alive, 1:3] - units[e, i, 1:3]
-            dx, dy = d[np.argmin((d ** 2).sum(-1))]
-            move = (4 if dx > 0 else 5) if abs(dx) > abs(dy) else (2 if dy > 0 else 3)
-            actions[e, i] = move if avail[e, i, move] else 1
-    return actions
+    """Attack the weakest enemy in range, else walk towards the closest (games.SMAXStarCraft)."""
+    return env.scripted_actions(state, avail)
 
 
 def play(env, policy, episodes, rng=None):
@@ -217,6 +199,30 @@ def test_scripted_beats_random_and_won_episodes_pay_20(env3m):
     # SMAC's scaled reward: killing every enemy and winning pays exactly 20 over the episode
     np.testing.assert_allclose(ret_s[won_s], 20.0, rtol=1e-4)
     assert (ret_r[~won_r] < 20.0).all()
+
+
+def test_scripted_baseline_writes_per_seed_rows_and_a_summary(tmp_path):
+    """benchmarks/scripted_baseline.py: one row per (seed, metric) of the episodes' means, the summary's mean theirs;
+    a map SMAX cannot play is one line, exit 2."""
+    import csv
+
+    script = ROOT / "benchmarks" / "scripted_baseline.py"
+    r = subprocess.run([sys.executable, str(script), "--maps", "3m", "--seeds", "0", "1", "--episodes", "8",
+                        "--num-envs", "8", "--out", str(tmp_path / "s")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    keys = {(x["script"], x["map"], x["variant"], x["step"]) for x in rows}
+    assert keys == {("scripted", "3m", "attack_weakest", "0")}
+    win = {x["seed"]: float(x["value"]) for x in rows if x["metric"] == "eval/win_rate"}
+    length = [float(x["value"]) for x in rows if x["metric"] == "eval/episode_length"]
+    assert set(win) == {"0", "1"} and all(0 <= w <= 1 and w * 8 == round(w * 8) for w in win.values())
+    assert all(5 <= n <= 60 for n in length)  # battles, not time-outs at 3m's limit of 60
+    summary = {(x["seed"], x["metric"]): float(x["value"]) for x in csv.DictReader(open(tmp_path / "s_summary.csv"))}
+    assert summary[("seeds", "eval/win_rate")] == 2
+    assert summary[("mean", "eval/win_rate")] == pytest.approx(np.mean(list(win.values())), abs=1e-5)
+    bad = subprocess.run([sys.executable, str(script), "--maps", "MMM2", "--out", str(tmp_path / "b")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 @pytest.mark.parametrize("map_name", ["3m", "2s3z", "3s_vs_3z"])

@@ -536,6 +536,10 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     assert all(r["map"] == "3m" and r["variant"] == "mazero" and r["seed"] == "1" and r["step"] == "400"
                for r in rows.values())
     assert 0 <= float(rows["diag/search_agrees"]["value"]) <= float(rows["diag/greedy_sampled"]["value"]) <= 1
+    timeouts = float(rows["diag/greedy_timeout_rate"]["value"])
+    length = float(rows["diag/greedy_episode_length"]["value"])
+    assert 0 <= timeouts <= 1 - float(rows["diag/greedy_win_rate"]["value"]) and 1 <= length <= 60
+    assert (timeouts == 1) == (length == 60)  # 3m's limit: every episode a time-out iff all are 60 steps long
     # an earlier diagnosis's CSV stands in for a run whose checkpoint is gone: seed 2 (rows made up here) joins seed 1
     seed2 = [dict(r, seed="2", value="0.5" if r["metric"] == "diag/greedy_sampled" else r["value"])
              for r in csv.DictReader(open(tmp_path / "diag.csv"))]
