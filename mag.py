@@ -271,7 +271,7 @@ def progress_line(step, total, sps, updates, wins, returns, eta):
     train = (f"train win rate {np.mean(wins):.2f}, return {np.mean(returns):.2f}" if len(wins)
              else "train win rate n/a, return n/a")
     return (f"step {step:,}/{total:,} ({100 * step / total:.0f}%) | {sps:.1f} env steps/s | {updates:,} updates | "
-            f"{train} | ETA {'n/a' if eta is None else hms(eta)}")
+            f"{train} | ETA {'n/a' if eta is None else hms(max(0.0, eta))}")
 
 
 def eval_line(step, win, ret, episodes):

@@ -398,3 +398,9 @@ def test_foreign_checkpoint_cli_exit_2(tmp_path):
     p = run_cli(tmp_path, "--checkpoint", str(tmp_path / "other.pt"))
     assert p.returncode == 2 and "not a fop.py checkpoint" in p.stderr and p.stderr.count("\n") == 1, p.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_progress_line_eta_is_never_negative():
+    """The last vectorised step can overshoot --total-timesteps: the ETA is then 0:00:00, not -1:59:59."""
+    assert fop.progress_line(1_000_016, 1_000_000, 250.0, 100, [], [], -0.1).endswith("| ETA 0:00:00")
+    assert fop.progress_line(500_000, 1_000_000, 250.0, 100, [], [], 2000.0).endswith("| ETA 0:33:20")

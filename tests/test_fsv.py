@@ -319,3 +319,9 @@ def test_cli_bad_input_exit_2(tmp_path, flags, message):
     assert p.returncode == 2
     assert p.stderr.strip().startswith(message) and p.stderr.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_progress_line_eta_is_never_negative():
+    """The last vectorised step can overshoot --total-timesteps: the ETA is then 0:00:00, not -1:59:59."""
+    assert fsv.progress_line(1_000_016, 1_000_000, 250.0, 100, [], [], -0.1).endswith("| ETA 0:00:00")
+    assert fsv.progress_line(500_000, 1_000_000, 250.0, 100, [], [], 2000.0).endswith("| ETA 0:33:20")

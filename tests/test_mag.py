@@ -503,6 +503,7 @@ def test_console_lines_are_the_shared_format():
     assert PROGRESS.fullmatch(line)
     assert mag.progress_line(8, 50_000, 0.0, 0, [], [], None) == (
         "step 8/50,000 (0%) | 0.0 env steps/s | 0 updates | train win rate n/a, return n/a | ETA n/a")
+    assert mag.progress_line(50_016, 50_000, 15.9, 100, [], [], -1.0).endswith("| ETA 0:00:00")  # step past the total
     assert mag.hms(3 * 86_400 + 61) == "72:01:01"
     assert mag.eval_line(12_345, 0.40625, 15.2149, 32) == (
         "eval at step 12,345: win rate 0.406, return 15.21 (32 episodes, greedy)")

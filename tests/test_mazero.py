@@ -577,6 +577,8 @@ def test_console_lines_are_the_shared_format():
     line = mazero.progress_line(8, 50_000, 0.0, 0, [], [], None)
     assert line == "step 8/50,000 (0%) | 0.0 env steps/s | 0 updates | train win rate n/a, return n/a | ETA n/a"
     assert mazero.hms(3 * 86_400 + 61) == "72:01:01"
+    # the last vectorised step overshoots the total (50,016 of 50,000 with 32 envs): ETA 0, not -1:59:59
+    assert mazero.progress_line(50_016, 50_000, 15.9, 12_360, [], [], -1.0).endswith("| ETA 0:00:00")
     assert mazero.eval_line(12_345, 0.40625, 15.2149, 32, False) == (
         "eval at step 12,345: win rate 0.406, return 15.21 (32 episodes, greedy)")
     assert mazero.eval_line(0, 1.0, 20.0, 64, True).endswith("(64 episodes, search)")
