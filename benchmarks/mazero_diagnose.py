@@ -185,11 +185,10 @@ def main(argv=None):
     if not long_rows:
         sweep.fail("no finished mazero.py runs, checkpoints or diag/ rows in " + " ".join(a.paths))
     sweep.write_long_csv(f"{out}.csv", long_rows)
-    rng = np.random.default_rng(0)
     entries = []
     for (*key, metric), vals in table.items():
-        x = [v for _, v in vals]
-        entries.append((*key, max(s for s, _ in vals), metric, x, np.mean(x), *sweep.bootstrap_ci(x, rng)))
+        x, step = [v for _, v in vals], max(s for s, _ in vals)
+        entries.append((*key, step, metric, x, np.mean(x), *sweep.bootstrap_ci(x, sweep.row_rng(*key, step, metric))))
     sweep.write_seed_summary(f"{out}_summary.csv", entries)
     print(f"[diagnose] wrote {out}.csv and {out}_summary.csv")
     return 0

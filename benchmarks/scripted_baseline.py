@@ -51,7 +51,7 @@ def main(argv=None):
     if a.episodes < 1 or a.num_envs < 1:
         sweep.fail("--episodes and --num-envs must be >= 1")
     out = sweep.output_path(a.out)
-    rng, rows, entries = np.random.default_rng(0), [], []
+    rows, entries = [], []
     for map_name in a.maps:
         per_seed = []
         for seed in a.seeds:
@@ -64,7 +64,7 @@ def main(argv=None):
         for k in METRICS:
             x = [m[k] for m in per_seed]
             entries.append(("scripted", map_name, "attack_weakest", 0, k, x, float(np.mean(x)),
-                            *sweep.bootstrap_ci(x, rng)))
+                            *sweep.bootstrap_ci(x, sweep.row_rng("scripted", map_name, "attack_weakest", 0, k))))
         *_, mean, lo, hi = entries[-len(METRICS)]
         print(f"[scripted] {map_name}, {len(a.seeds)} seeds: win rate {mean:.3f} [{lo:.3f}, {hi:.3f}]", flush=True)
     sweep.write_long_csv(f"{out}.csv", rows)

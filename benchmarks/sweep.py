@@ -32,7 +32,9 @@ than half the evaluation spacing are one point), and per step it reports the num
 percentile-bootstrap interval of the mean over seeds (10,000 resamples; with 2-3 seeds it is narrower than a t
 interval would be: read it as a description of the seeds, not a guarantee) and, with >= 4 seeds, the interquartile mean,
 in a summary CSV with the long CSV's columns whose `seed` column names the statistic (seeds, mean, ci95_low, ci95_high,
-iqm). Whether a level is held rather than touched once: the same statistics of each seed's mean over its last K
+iqm). Every interval here and below resamples with a generator seeded by its own row (script, map, variant, step,
+metric): it is the same in any call that has the same values there, whatever other variants, metrics or --diff pairs
+the call adds. Whether a level is held rather than touched once: the same statistics of each seed's mean over its last K
 evaluations (`--last`, default 5), as metric `<tag>@last<K>` at the variant's last step, over the seeds that reached it.
 Whether one variant is ahead of another: `--diff A B` adds, at each step both reached, mean(A) - mean(B) and a 95%
 bootstrap interval that resamples each variant's seeds on its own (variant `A-B`, statistics seeds_a, seeds_b, mean,
@@ -57,6 +59,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -589,6 +592,13 @@ def bin_means(series, every):
     return [(s, float(np.mean(v))) for s, v in sorted(windows.items())]
 
 
+def row_rng(*row):
+    """The generator of one summary row's bootstrap, seeded by the row itself (script, map, variant, step, metric):
+    an interval depends on its own values only, not on which other rows the same call summarises or in what order.
+    zlib.crc32, not hash(): Python salts the hash of a str per process."""
+    return np.random.default_rng(zlib.crc32(repr(tuple(map(str, row))).encode()))
+
+
 def bootstrap_ci(values, rng, resamples=10_000):
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
@@ -650,7 +660,6 @@ def cmd_plot(a):
     for r in runs:
         groups.setdefault((r[0], r[1], r[2]), []).append(r)
     order = sorted(groups, key=lambda k: (k[0], k[1], a.variants.index(k[2]) if a.variants else k[2]))
-    rng = np.random.default_rng(0)
     for key in order:
         group = sorted(groups[key], key=lambda r: r[3])
         for m in metrics:
@@ -658,11 +667,12 @@ def cmd_plot(a):
                 long_rows += [(*key, r[3], s, m, v) for s, v in data[r].get(m, [])]
             steps, per_run = align([data[r].get(m, []) for r in group])
             for s in steps:
-                summary.append((*key, m, s, *over_seeds([pr[s] for pr in per_run if s in pr], rng)))
+                summary.append((*key, m, s, *over_seeds([pr[s] for pr in per_run if s in pr], row_rng(*key, s, m))))
             held = last_k_means(steps, per_run, a.last)
             if held:  # whether a level is held, not touched once: each seed's mean over its last K evaluations
-                summary.append((*key, f"{m}@last{a.last}", steps[-1], *over_seeds(held, rng)))
-    diffs = differences(a.diff or [], groups, data, metrics, rng)
+                held_m = f"{m}@last{a.last}"
+                summary.append((*key, held_m, steps[-1], *over_seeds(held, row_rng(*key, steps[-1], held_m))))
+    diffs = differences(a.diff or [], groups, data, metrics)
     write_long_csv(f"{out}.csv", long_rows)
     with open(f"{out}_summary.csv", "w", newline="") as f:  # the long CSV's columns; `seed` names the statistic
         w = csv.writer(f)
@@ -682,7 +692,7 @@ def cmd_plot(a):
     return 0
 
 
-def differences(pairs, groups, data, metrics, rng, resamples=10_000):
+def differences(pairs, groups, data, metrics, resamples=10_000):
     """--diff A B: at each step both variants reached (aligned together), mean(A) - mean(B) over their seeds and a
     95% percentile-bootstrap interval (with >= 2 seeds of each) that resamples each variant's seeds independently
     (runs of two variants are not paired: one seed number gives the same environment draws only until the policies
@@ -703,6 +713,7 @@ def differences(pairs, groups, data, metrics, rng, resamples=10_000):
                         continue
                     lo = hi = float("nan")
                     if min(len(xa), len(xb)) >= 2:  # one seed has no spread to resample: no interval
+                        rng = row_rng(sc, mp, f"{va}-{vb}", s, m)
                         d = (xa[rng.integers(0, len(xa), size=(resamples, len(xa)))].mean(axis=1)
                              - xb[rng.integers(0, len(xb), size=(resamples, len(xb)))].mean(axis=1))
                         lo, hi = float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))
@@ -899,8 +910,8 @@ def cmd_final(a):
         table.setdefault(r[:3], {}).setdefault(r[3], {})[name] = res
     order = sorted(table, key=lambda k: (k[0], k[1], a.variants.index(k[2]) if a.variants else k[2]))
     out = output_path(a.out)
-    rng = np.random.default_rng(0)
     first = modes[0][0]
+    last_step = {key: max(table[key][s][first]["step"] for s in table[key]) for key in order}  # of the variant's seeds
     long_rows, stats = [], {}  # stats[(key, metric)] = (values per seed, mean, ci95 low, ci95 high)
     for key in order:
         seeds = sorted(table[key])
@@ -913,7 +924,7 @@ def cmd_final(a):
                     series.append((f"final/{name}-{first}/{m}",
                                    [v - table[key][s][first][m] for s, v in zip(seeds, vals)]))
                 for metric, x in series:
-                    stats[key, metric] = (x, float(np.mean(x)), *bootstrap_ci(x, rng))
+                    stats[key, metric] = (x, float(np.mean(x)), *bootstrap_ci(x, row_rng(*key, last_step[key], metric)))
 
         def show(metric, fmt):
             x, mean, lo, hi = stats[key, metric]
@@ -928,7 +939,6 @@ def cmd_final(a):
         print(f"[final] {'/'.join(key)}, {len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}): "
               + "; ".join(line))
     write_long_csv(f"{out}.csv", long_rows)
-    last_step = {key: max(table[key][s][first]["step"] for s in table[key]) for key in order}  # of the variant's seeds
     write_seed_summary(f"{out}_summary.csv", [(*key, last_step[key], metric, *st) for (key, metric), st in stats.items()])
     print(f"[final] wrote {out}.csv and {out}_summary.csv")
     return 0
@@ -985,7 +995,8 @@ def main(argv=None):
                        description="Read the TensorBoard events of sweeps or run directories and write <out>.csv "
                                    "(script,map,variant,seed,step,metric,value), <out>_summary.csv (the same columns, "
                                    "with the statistic over seeds in place of the seed: seeds, mean, ci95_low, "
-                                   "ci95_high of a 95%% bootstrap CI of the mean, iqm with >= 4 seeds) and "
+                                   "ci95_high of a 95%% bootstrap CI of the mean, its draws seeded by the row, iqm with >= 4 "
+                                   "seeds) and "
                                    "<out>.png (mean and shaded CI per variant against env steps).")
     q.add_argument("paths", nargs="+", help="sweep directories, sweep run directories, a script's run directories "
                                             "or long CSVs an earlier plot wrote (to add runs whose events are gone)")

@@ -321,6 +321,37 @@ def test_plot_diff_gives_the_difference_of_two_variants_with_an_interval(tmp_pat
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--diff" in bad.stderr
 
 
+def test_an_interval_depends_only_on_its_own_seeds_not_on_what_else_the_call_summarises(tmp_path):
+    """Each bootstrap draws from a generator of its own summary row: variant a's intervals and the a-b difference's
+    are the same whether or not another variant, computed before them, and another --diff stand beside them; the
+    same for `final` (long CSVs of a plot and of a final as the input, no runs)."""
+    rng = np.random.default_rng(5)
+    seeds = {"a": (1, 2, 3, 4, 5), "b": (1, 2, 3, 4), "c": (1, 2, 3, 4)}  # >= 4 seeds: with 2 or 3 the bounds are
+    # the lowest and highest seed whatever the draws (a draw of one seed only: 1/4, 1/27 of them, above 2.5%)
+    with open(tmp_path / "runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["script", "map", "variant", "seed", "step", "metric", "value"])
+        for v, ss in seeds.items():
+            w.writerows(("fop", "3m", v, s, step, m, f"{rng.uniform():.4f}") for s in ss for step in (0, 100, 200)
+                        for m in ("eval/win_rate", "final/greedy/win_rate", "final/greedy/episodic_return",
+                                  "final/search/win_rate", "final/search/episodic_return"))
+
+    def summary(command, name, *args):
+        out = sweep(command, str(tmp_path / "runs.csv"), "--out", str(tmp_path / name), *args, cwd=tmp_path)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return {tuple(r[2:6]): r[6] for r in read_csv(tmp_path / f"{name}_summary.csv")[1:]}
+
+    alone = summary("plot", "alone", "--variants", "a", "b", "--diff", "a", "b")
+    beside = summary("plot", "beside", "--variants", "c", "b", "a", "--diff", "c", "a", "--diff", "a", "b")
+    mine = {k: v for k, v in alone.items() if k[0] in ("a", "b", "a-b")}
+    assert {k[1] for k in mine} >= {"ci95_low", "ci95_high"} and {k[0] for k in mine} == {"a", "b", "a-b"}
+    assert {k: beside[k] for k in mine} == mine
+    modes = ["--mode", "greedy=", "--mode", "search=--eval-mcts"]
+    alone = summary("final", "final_alone", "--variants", "a", *modes)
+    beside = summary("final", "final_beside", "--variants", "c", "a", *modes)
+    assert {k[1] for k in alone} >= {"ci95_low", "ci95_high"} and {k: beside[k] for k in alone} == alone
+
+
 def test_plot_reads_the_long_csv_of_an_earlier_plot_beside_new_runs(tmp_path):
     """Runs whose event files are gone (another machine) come back from the plot's own long CSV: alone it gives the
     same summary; beside sweep directories a run present in both is read from its event files."""
