@@ -995,9 +995,8 @@ def main(argv=None):
                        description="Read the TensorBoard events of sweeps or run directories and write <out>.csv "
                                    "(script,map,variant,seed,step,metric,value), <out>_summary.csv (the same columns, "
                                    "with the statistic over seeds in place of the seed: seeds, mean, ci95_low, "
-                                   "ci95_high of a 95%% bootstrap CI of the mean, its draws seeded by the row, iqm with >= 4 "
-                                   "seeds) and "
-                                   "<out>.png (mean and shaded CI per variant against env steps).")
+                                   "ci95_high of a 95% bootstrap CI of the mean, its draws seeded by the row, iqm "
+                                   "with >= 4 seeds) and <out>.png (mean and shaded CI per variant against env steps).")
     q.add_argument("paths", nargs="+", help="sweep directories, sweep run directories, a script's run directories "
                                             "or long CSVs an earlier plot wrote (to add runs whose events are gone)")
     q.add_argument("--metric", action="append", help="scalar tag, repeatable; the first is plotted "
@@ -1026,7 +1025,7 @@ def main(argv=None):
                        description="Run `<script>.py --checkpoint <newest checkpoint> --eval-only <mode flags>` for every "
                                    "finished run and every --mode (cached in <run_dir>/final.json), then write <out>.csv "
                                    "(metric final/<mode>/win_rate, final/<mode>/episodic_return at the checkpoint's "
-                                   "step) and <out>_summary.csv (seeds, mean, 95%% bootstrap CI per mode, and of each "
+                                   "step) and <out>_summary.csv (seeds, mean, 95% bootstrap CI per mode, and of each "
                                    "later mode's per-seed difference from the first: final/<mode>-<first>/...).")
     f.add_argument("paths", nargs="+", help="sweep directories, sweep run directories, or long CSVs of an earlier "
                    "`final` (runs whose checkpoints are gone: their rows of the same --mode names are used as they are)")
