@@ -188,7 +188,7 @@ def main(argv=None):
     entries = []
     for (*key, metric), vals in table.items():
         x, step = [v for _, v in vals], max(s for s, _ in vals)
-        entries.append((*key, step, metric, x, np.mean(x), *sweep.bootstrap_ci(x, sweep.row_rng(*key, step, metric))))
+        entries.append((*key, step, metric, x, np.mean(x), *sweep.bootstrap_ci(x, (*key, step, metric))))
     sweep.write_seed_summary(f"{out}_summary.csv", entries)
     print(f"[diagnose] wrote {out}.csv and {out}_summary.csv")
     return 0

@@ -64,7 +64,7 @@ def main(argv=None):
         for k in METRICS:
             x = [m[k] for m in per_seed]
             entries.append(("scripted", map_name, "attack_weakest", 0, k, x, float(np.mean(x)),
-                            *sweep.bootstrap_ci(x, sweep.row_rng("scripted", map_name, "attack_weakest", 0, k))))
+                            *sweep.bootstrap_ci(x, ("scripted", map_name, "attack_weakest", 0, k))))
         *_, mean, lo, hi = entries[-len(METRICS)]
         print(f"[scripted] {map_name}, {len(a.seeds)} seeds: win rate {mean:.3f} [{lo:.3f}, {hi:.3f}]", flush=True)
     sweep.write_long_csv(f"{out}.csv", rows)

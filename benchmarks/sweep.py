@@ -599,10 +599,13 @@ def row_rng(*row):
     return np.random.default_rng(zlib.crc32(repr(tuple(map(str, row))).encode()))
 
 
-def bootstrap_ci(values, rng, resamples=10_000):
+def bootstrap_ci(values, row, resamples=10_000):
+    """95% percentile-bootstrap interval of the mean of `values` (nan, nan with < 2), resampled with the generator
+    of its summary row `row` (a tuple: script, map, variant, step, metric; see row_rng)."""
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return float("nan"), float("nan")
+    rng = row_rng(*row)
     means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
@@ -616,12 +619,13 @@ def last_k_means(steps, per_run, k):
     return [float(np.mean([pr[s] for s in window])) for pr in per_run if all(s in pr for s in window)]
 
 
-def over_seeds(vals, rng):
-    """(seeds, mean, ci95 low, ci95 high, IQM) of one value per seed; the IQM only with >= 4 seeds (else nan)."""
+def over_seeds(vals, row):
+    """(seeds, mean, ci95 low, ci95 high, IQM) of one value per seed, the interval that of summary row `row`; the IQM
+    only with >= 4 seeds (else nan)."""
     from scipy.stats import trim_mean
 
     iqm = float(trim_mean(vals, 0.25)) if len(vals) >= 4 else float("nan")
-    return (len(vals), float(np.mean(vals)), *bootstrap_ci(vals, rng), iqm)
+    return (len(vals), float(np.mean(vals)), *bootstrap_ci(vals, row), iqm)
 
 
 def cmd_plot(a):
@@ -667,11 +671,11 @@ def cmd_plot(a):
                 long_rows += [(*key, r[3], s, m, v) for s, v in data[r].get(m, [])]
             steps, per_run = align([data[r].get(m, []) for r in group])
             for s in steps:
-                summary.append((*key, m, s, *over_seeds([pr[s] for pr in per_run if s in pr], row_rng(*key, s, m))))
+                summary.append((*key, m, s, *over_seeds([pr[s] for pr in per_run if s in pr], (*key, s, m))))
             held = last_k_means(steps, per_run, a.last)
             if held:  # whether a level is held, not touched once: each seed's mean over its last K evaluations
                 held_m = f"{m}@last{a.last}"
-                summary.append((*key, held_m, steps[-1], *over_seeds(held, row_rng(*key, steps[-1], held_m))))
+                summary.append((*key, held_m, steps[-1], *over_seeds(held, (*key, steps[-1], held_m))))
     diffs = differences(a.diff or [], groups, data, metrics)
     write_long_csv(f"{out}.csv", long_rows)
     with open(f"{out}_summary.csv", "w", newline="") as f:  # the long CSV's columns; `seed` names the statistic
@@ -924,7 +928,7 @@ def cmd_final(a):
                     series.append((f"final/{name}-{first}/{m}",
                                    [v - table[key][s][first][m] for s, v in zip(seeds, vals)]))
                 for metric, x in series:
-                    stats[key, metric] = (x, float(np.mean(x)), *bootstrap_ci(x, row_rng(*key, last_step[key], metric)))
+                    stats[key, metric] = (x, float(np.mean(x)), *bootstrap_ci(x, (*key, last_step[key], metric)))
 
         def show(metric, fmt):
             x, mean, lo, hi = stats[key, metric]
