@@ -735,6 +735,11 @@ def report_differences(diffs, metric):
         print(f"[plot] {'/'.join(key)}: {metric} difference of the means (95% CI; * excludes 0): {text}")
 
 
+def line_style(i):
+    """Colour and line style of the i-th variant of a plot: the ten default colours, then again dashed, dash-dotted."""
+    return f"C{i % 10}", ("-", "--", "-.")[i // 10 % 3]
+
+
 def plot_png(path, summary, long_rows, metric, order, groups, a):
     import matplotlib
 
@@ -744,7 +749,7 @@ def plot_png(path, summary, long_rows, metric, order, groups, a):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     several_keys = len({k[:2] for k in order}) > 1
     for i, key in enumerate(order):
-        color = f"C{i % 10}"
+        color, ls = line_style(i)
         rows = [r for r in summary if r[:3] == key and r[3] == metric]
         if not rows:
             continue
@@ -754,7 +759,7 @@ def plot_png(path, summary, long_rows, metric, order, groups, a):
         mean, lo, hi = (np.array([r[j] for r in rows], dtype=float) for j in (6, 7, 8))
         label = f"{'/'.join(key[:2]) + ' ' if several_keys else ''}{key[2]} ({n_seeds} seed{'s' * (n_seeds > 1)})"
         full = n == n_seeds
-        ax.plot(np.where(full, step, np.nan), np.where(full, mean, np.nan), color=color, lw=2, label=label)
+        ax.plot(np.where(full, step, np.nan), np.where(full, mean, np.nan), color=color, ls=ls, lw=2, label=label)
         if not full.all():  # steps that not every seed has reached yet (a sweep in progress)
             ax.plot(step, np.where(full, np.nan, mean), color=color, lw=1.2, ls=":")
         ax.fill_between(step, lo, hi, where=n >= 2, color=color, alpha=0.2, lw=0)

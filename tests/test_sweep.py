@@ -1,6 +1,7 @@
 """benchmarks/sweep.py: a real two-seed sweep of fop.py's matrix game through both launchers, resume and skip, a
 failing run, the plot's CSVs and intervals on event files written here, and `final`'s paired evaluations."""
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -285,6 +286,16 @@ def test_plot_writes_the_columns_and_intervals(tmp_path):
     assert min(per_seed) <= held[("spread", "ci95_low")][1] <= held[("spread", "ci95_high")][1] <= max(per_seed)
     assert held[("same", "mean")] == (200, 0.625) and held[("resumed", "mean")][1] == pytest.approx(0.975)
     assert "eval/win_rate@last2" in out.stdout
+
+
+def test_a_plot_of_up_to_thirty_variants_draws_each_one_differently():
+    """The default colour cycle has ten colours: an 11th variant drawn in the 1st one's colour and style would be
+    indistinguishable from it (sweep B's plot has 12 variants)."""
+    spec = importlib.util.spec_from_file_location("sweep_module", SWEEP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    styles = [module.line_style(i) for i in range(30)]
+    assert len(set(styles)) == 30 and styles[0] == ("C0", "-")
 
 
 def test_plot_diff_gives_the_difference_of_two_variants_with_an_interval(tmp_path):
