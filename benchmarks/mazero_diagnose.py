@@ -9,7 +9,7 @@ For each finished sweep run's newest checkpoint, on the evaluation envs (seed + 
    against the discounted return G_t of the episode (correlation, mean error = bias, RMSE; std of G_t for scale); how
    many were lost at the episode limit (time-outs) and their mean length. Reward: the model unrolled from s_{t,0}
    along the joint actions actually taken, r_{t,k-1} predicted at unroll step k = 1..5 against the real reward
-   u_{t+k-1} (correlation, RMSE; std of u for scale).
+   u_{t+k-1} (correlation, RMSE, mean error = bias; std of u for scale).
 2. Search episodes (noise-free search with the checkpoint's --num-simulations and --num-sampled, the most visited
    root child, as --eval-mcts): the fraction of decisions whose greedy joint action is among the sampled root
    actions, the fraction in which the search chooses it, and the win rate.
@@ -97,6 +97,7 @@ def model_accuracy(model, episodes, gamma):
             pred, real = np.concatenate(p, 1)
             out[f"reward_corr_k{k}"] = np.corrcoef(pred, real)[0, 1]
             out[f"reward_rmse_k{k}"] = np.sqrt(np.mean((pred - real) ** 2))
+            out[f"reward_bias_k{k}"] = np.mean(pred - real)
     return out
 
 

@@ -441,6 +441,9 @@ def test_diagnose_aligns_values_with_returns_and_unrolled_rewards_with_real_ones
     assert diag.model_accuracy(StepModel(values + 1, flat_rewards), episodes, gamma)["value_bias"] == \
         pytest.approx(1.0, abs=1e-3)
     assert diag.model_accuracy(StepModel(values, flat_rewards, shift=1), episodes, gamma)["reward_rmse_k1"] > 0.5
+    assert all(abs(exact[f"reward_bias_k{k}"]) < 1e-3 for k in range(1, 6)), exact
+    assert diag.model_accuracy(StepModel(values, flat_rewards + 0.5), episodes, gamma)["reward_bias_k1"] == \
+        pytest.approx(0.5, abs=1e-3)
 
 
 def run(args, cwd, timeout=240):
