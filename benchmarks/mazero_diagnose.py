@@ -14,7 +14,9 @@ For each finished sweep run's newest checkpoint, on the evaluation envs (seed + 
    root child, as --eval-mcts): the fraction of decisions whose greedy joint action is among the sampled root
    actions, the fraction in which the search chooses it, and the win rate.
 3. The self-play policy (search with root noise, the child drawn with probability ~ N(a)^(1/tau), as training
-   acts) at each --selfplay-taus: its win rate, i.e. the quality of the data the model would be trained on next.
+   acts) at each --selfplay-taus: its win rate, i.e. the quality of the data the model would be trained on next; at
+   tau = 1 (the default self-play) also the value and reward accuracy of 1. on those episodes (selfplay_tau1_*), to
+   tell a model that is wrong everywhere from one that is wrong only on the greedy policy's states.
 Writes <out>.csv (long: script,map,variant,seed,step,metric,value) and <out>_summary.csv (mean and 95% bootstrap CI
 over seeds, as sweep.py plot writes them)."""
 import argparse
@@ -129,6 +131,8 @@ def diagnose(checkpoint, episodes, selfplay_taus):
     for tau in selfplay_taus:
         eps, _, _ = play(model, env, args, episodes, cfg, np.random.default_rng(0), noise=True, tau=tau)
         out[f"selfplay_win_rate_tau{tau:g}"] = np.mean([won for *_, won in eps])
+        if tau == 1.0:  # the training data's own policy: the model's accuracy where it was trained, not greedy play
+            out.update({f"selfplay_tau1_{k}": v for k, v in model_accuracy(model, eps, args.gamma).items()})
     return ck, ck["counters"][0], {k: float(v) for k, v in out.items()}
 
 

@@ -535,7 +535,8 @@ def test_smoke_update_reanalyse_eval_checkpoint_resume_purge_video(tmp_path, mon
     assert diag.returncode == 0, diag.stderr[-2000:]
     rows = {r["metric"]: r for r in csv.DictReader(open(tmp_path / "diag.csv"))}
     assert {"diag/value_corr", "diag/reward_rmse_k5", "diag/greedy_sampled", "diag/search_win_rate",
-            "diag/selfplay_win_rate_tau1", "diag/selfplay_win_rate_tau0.25"} <= set(rows)
+            "diag/selfplay_win_rate_tau1", "diag/selfplay_win_rate_tau0.25", "diag/selfplay_tau1_value_corr",
+            "diag/selfplay_tau1_reward_bias_k1"} <= set(rows)
     assert all(r["map"] == "3m" and r["variant"] == "mazero" and r["seed"] == "1" and r["step"] == "400"
                for r in rows.values())
     assert 0 <= float(rows["diag/search_agrees"]["value"]) <= float(rows["diag/greedy_sampled"]["value"]) <= 1
