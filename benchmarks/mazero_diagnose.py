@@ -15,7 +15,7 @@ For each finished sweep run's newest checkpoint, on the evaluation envs (seed + 
    actions, the fraction in which the search chooses it, and the win rate.
 3. The self-play policy (search with root noise, the child drawn with probability ~ N(a)^(1/tau), as training
    acts) at each --selfplay-taus: its win rate, i.e. the quality of the data the model would be trained on next; at
-   tau = 1 (the default self-play) also the value and reward accuracy of 1. on those episodes (selfplay_tau1_*), to
+   tau = 1 (the default self-play) also the value and reward accuracy (as in 1.) on those episodes (selfplay_tau1_*), to
    tell a model that is wrong everywhere from one that is wrong only on the greedy policy's states.
 Writes <out>.csv (long: script,map,variant,seed,step,metric,value) and <out>_summary.csv (mean and 95% bootstrap CI
 over seeds, as sweep.py plot writes them)."""
