@@ -47,7 +47,8 @@ Where this script departs from the paper or the authors' code (liuqh16/MAZero, t
   * Time-outs at the episode limit are terminal (as SMAC and the authors' code): the adapter does not return the last
     observation.
   * One process, synchronous: act one vectorised env step, then do the updates it pays for (`updates_per_env_step`;
-    the authors' code: 0.5 updates per transition, run in parallel Ray workers). Replay is never evicted (as theirs).
+    the authors' code: 0.5 updates per transition, run in parallel Ray workers). Replay is never evicted (as theirs;
+    --replay-window W samples only the W most recent positions, a test of stale value targets, in neither).
   * SMAX (jaxmarl) plays StarCraft unless SC2 is installed: numbers are not comparable with published SMAC ones.
 """
 
@@ -142,6 +143,9 @@ class Args:
     """priority correction c_beta, annealed linearly to 1 (paper Table 1: 0.4 -> 1)"""
     min_replay_size: int = 300
     """transitions in replay before sampling starts (paper Table 1: 300)"""
+    replay_window: int = 0
+    """sample only the this many most recent positions (0: all, as the authors' code, which never evicts; the paper
+    gives no buffer size)"""
     target_update_interval: int = 200
     """updates between refreshes of the reanalyse target network (paper Table 1: 200)"""
     unroll_steps: int = 5
@@ -564,13 +568,15 @@ class Replay:
         frames = np.where((idx >= self.start[pos][..., None])[..., None, None], self.obs[np.maximum(idx, 0)], 0)
         return flatten_stack(frames.astype(np.float32))
 
-    def sample(self, B, alpha, beta, rng):
-        """Prioritised sampling without replacement; importance weights (N P(i))^-beta / max."""
-        p = self.priority[:self.size] ** alpha
+    def sample(self, B, alpha, beta, rng, window=0):
+        """Prioritised sampling without replacement among the last `window` positions (0: all); importance weights
+        (N P(i))^-beta / max, N the positions sampled from."""
+        lo = max(0, self.size - window) if window else 0
+        p = self.priority[lo:self.size] ** alpha
         p /= p.sum()
-        idx = rng.choice(self.size, B, replace=False, p=p)
-        w = (self.size * p[idx]) ** -beta
-        return idx, w / w.max()
+        idx = rng.choice(len(p), B, replace=False, p=p)
+        w = (len(p) * p[idx]) ** -beta
+        return lo + idx, w / w.max()
 
     def state_dict(self):
         n = self.size
@@ -622,7 +628,7 @@ def make_batch(replay, target_model, args, cfg, rng, device, beta, clock):
     """Sample B positions t; reanalyse them with the target network: a fresh noised OS(lambda) search at every real
     s_{t+k,0}, k = 0..K (policy targets omega and advantages A, Eq. 14), and n-step value targets."""
     K = args.unroll_steps
-    idx, is_weight = replay.sample(args.batch_size, args.priority_alpha, beta, rng)
+    idx, is_weight = replay.sample(args.batch_size, args.priority_alpha, beta, rng, args.replay_window)
     end = replay.end[idx]
     n = td_steps(args.td_steps, replay.size - idx, args.td_age_ratio,
                  args.total_timesteps * args.updates_per_env_step)[:, None]         # [B, 1]
@@ -800,6 +806,8 @@ def validate(args):
         (args.policy_softmax in ("legal", "all"),
          f"--policy-softmax must be legal or all, got {args.policy_softmax!r}"),
         (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (args.replay_window == 0 or args.replay_window >= args.batch_size,
+         f"--replay-window must be 0 (all) or >= --batch-size ({args.batch_size}), got {args.replay_window}"),
         (min(args.unroll_steps, args.td_steps, args.stacked_observations) >= 1,
          "--unroll-steps, --td-steps and --stacked-observations must be >= 1"),
         (args.support_size >= 1 and args.hidden_size >= 8 and args.hidden_size % 8 == 0,

@@ -121,6 +121,26 @@ def test_observation_stacking_resets_per_episode_and_matches_replay():
     assert replay.end.tolist()[:5] == [3, 3, 3, 5, 5]
 
 
+def test_replay_window_samples_only_the_most_recent_positions_with_their_priorities():
+    n, d, A = 2, 1, 4
+    replay = mazero.Replay(100, n, d, A, 1)
+    for T in (30, 25, 20):  # three games: positions 0-29, 30-54, 55-74
+        replay.add_game(np.zeros((T, n, d)), np.zeros((T, n)), np.zeros(T), np.ones((T, n, A), bool))
+    replay.priority[:75] = np.arange(1, 76)
+    rng = np.random.default_rng(0)
+    seen = np.concatenate([replay.sample(8, 1.0, 1.0, rng, window=10)[0] for _ in range(300)])
+    assert seen.min() >= 65 and set(seen.tolist()) == set(range(65, 75))  # the last 10 positions, all of them
+    # the importance weights are those of PER over the window alone: (N P(i))^-beta / max with N = 10
+    idx, w = replay.sample(10, 1.0, 1.0, rng, window=10)
+    p = replay.priority[65:75] / replay.priority[65:75].sum()
+    expect = (10 * p[idx - 65]) ** -1.0
+    np.testing.assert_allclose(w, expect / expect.max())
+    # window 0 and a window larger than the replay sample from everything
+    for window in (0, 500):
+        seen = np.concatenate([replay.sample(8, 0.0, 1.0, rng, window=window)[0] for _ in range(200)])
+        assert set(seen.tolist()) == set(range(75))
+
+
 def test_policy_loss_is_joint_log_likelihood():
     B, n, A, Ks = 2, 3, 4, 5
     logits = torch.zeros(B, n, A, requires_grad=True)
@@ -634,6 +654,7 @@ def parse(monkeypatch, argv):
     (["--preset", "gpu"], "preset"),
     (["--eval-only"], "--eval-only needs --checkpoint"),
     (["--video-interval", "0"], "--video-interval"),
+    (["--replay-window", "8"], "--replay-window"),  # below the default --batch-size 256
     (["--gamma", "nan"], "--gamma must be a finite number, got nan"),
     (["--learning-rate", "inf"], "--learning-rate must be a finite number, got inf"),
     (["--awpo-weight-clip", "nan"], "--awpo-weight-clip"),
