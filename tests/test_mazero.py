@@ -466,6 +466,40 @@ def test_diagnose_aligns_values_with_returns_and_unrolled_rewards_with_real_ones
         pytest.approx(0.5, abs=1e-3)
 
 
+REWARD_INFO = Path(SCRIPT).parent / "benchmarks" / "reward_information.py"
+
+
+def test_reward_information_stacks_frames_as_mazero_and_writes_its_rows(tmp_path, capfd):
+    """benchmarks/reward_information.py: features are the S latest frames (zeros before the start, oldest first, as
+    Replay.stacked) and the one-hot joint action; a tiny run writes one row per metric, frame count and seed; a map
+    SMAX does not play is a one-line error."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("reward_information", REWARD_INFO)
+    ri = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ri)
+    n, d, A, S = 2, 3, 4, 3
+    o = np.arange(4)[:, None, None] + 10 * np.arange(n)[None, :, None] + np.zeros((1, 1, d))  # frame t, agent i: 10i+t
+    a = np.array([[0, 1], [2, 3], [1, 1], [3, 0]])
+    x = ri.features((o, a, np.zeros(4, np.float32), True), S, A)
+    assert x.shape == (4, n * S * d + n * A)
+    replay = mazero.Replay(10, n, d, A, S)
+    replay.add_game(o, a, np.zeros(4), np.ones((4, n, A), bool))
+    np.testing.assert_array_equal(x[:, :n * S * d], replay.stacked(np.arange(4)).reshape(4, -1))
+    np.testing.assert_array_equal(x[:, n * S * d:].reshape(4, n, A).argmax(-1), a)
+    out = tmp_path / "ri"
+    assert ri.main(["--seeds", "0", "1", "--num-envs", "4", "--steps", "40", "--iterations", "20",
+                    "--out", str(out)]) == 0
+    with open(f"{out}.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["seed"], r["metric"]) for r in rows} == {
+        (seed, f"reward_{m}_{S}") for seed in ("0", "1") for m in ("r2", "corr", "rmse", "corr_nowin") for S in (1, 4)}
+    assert all(np.isfinite(float(r["value"])) for r in rows if r["metric"] != "reward_corr_nowin_1")
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as e:
+        ri.main(["--map", "MMM2", "--out", str(out)])
+    assert e.value.code == 2 and "unknown SMAX map" in capfd.readouterr().err
+
+
 def run(args, cwd, timeout=240):
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
