@@ -144,7 +144,7 @@ class Args:
     min_replay_size: int = 300
     """transitions in replay before sampling starts (paper Table 1: 300)"""
     replay_window: int = 0
-    """sample only the this many most recent positions (0: all, as the authors' code, which never evicts; the paper
+    """sample only this many most recent positions (0: all, as the authors' code, which never evicts; the paper
     gives no buffer size)"""
     target_update_interval: int = 200
     """updates between refreshes of the reanalyse target network (paper Table 1: 200)"""
