@@ -167,15 +167,13 @@ def main(argv=None):
             continue
         todo.append((run_dir.name, ckpts[-1], variant, seed))
     todo += [(str(f), f, None, None) for f in files]
-    long_rows, table = [], {}
+    long_rows = []
     for name, checkpoint, variant, seed in todo:
         ck, step, res = diagnose(checkpoint, a.episodes, a.selfplay_taus)
         script, mp = "mazero", ck["map"]
         variant, seed = variant or ck["args"]["exp_name"], seed or ck["args"]["seed"]
         print(f"[diagnose] {name} at {step:,}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()), flush=True)
         long_rows += [(script, mp, variant, seed, step, f"diag/{k}", v) for k, v in res.items()]
-        for k, v in res.items():
-            table.setdefault((script, mp, variant, f"diag/{k}"), []).append((step, v))
     done = {row[:4] for row in long_rows}
     for path in csvs:  # earlier diagnoses, each run's rows as they were written
         for key, series in sweep.read_long_csv(path).items():
@@ -186,15 +184,10 @@ def main(argv=None):
                 if metric.startswith("diag/"):
                     step, v = points[-1]
                     long_rows.append((*key, step, metric, v))
-                    table.setdefault((*key[:3], metric), []).append((step, v))
     if not long_rows:
         sweep.fail("no finished mazero.py runs, checkpoints or diag/ rows in " + " ".join(a.paths))
     sweep.write_long_csv(f"{out}.csv", long_rows)
-    entries = []
-    for (*key, metric), vals in table.items():
-        x, step = [v for _, v in vals], max(s for s, _ in vals)
-        entries.append((*key, step, metric, x, np.mean(x), *sweep.bootstrap_ci(x, (*key, step, metric))))
-    sweep.write_seed_summary(f"{out}_summary.csv", entries)
+    sweep.write_seed_summary(f"{out}_summary.csv", sweep.seed_summary(long_rows))
     print(f"[diagnose] wrote {out}.csv and {out}_summary.csv")
     return 0
 

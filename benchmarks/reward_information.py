@@ -99,7 +99,7 @@ def main(argv=None):
     if not (0.0 <= a.epsilon <= 1.0) or min(a.frames) < 1 or min(a.num_envs, a.steps, a.iterations) < 1:
         sweep.fail("--epsilon must be in [0, 1]; --frames, --num-envs, --steps, --iterations >= 1")
     torch.set_num_threads(1)
-    variant, rows, table = f"eps{a.epsilon:g}", [], {}
+    variant, rows = f"eps{a.epsilon:g}", []
     for seed in a.seeds:
         episodes, n_actions = collect(a.map, a.num_envs, a.steps, a.epsilon, seed)
         if len(episodes) < 5:
@@ -113,16 +113,9 @@ def main(argv=None):
             out.update(fit_and_test(train, test, S, n_actions, seed, a.iterations))
         print(f"[reward_information] {a.map} seed {seed}: {len(episodes)} episodes, {step} transitions; "
               + ", ".join(f"{k} {v:.3f}" for k, v in out.items()), flush=True)
-        for k, v in out.items():
-            rows.append(("reward_information", a.map, variant, seed, step, k, float(v)))
-            table.setdefault(k, []).append((step, float(v)))
+        rows += [("reward_information", a.map, variant, seed, step, k, float(v)) for k, v in out.items()]
     sweep.write_long_csv(f"{a.out}.csv", rows)
-    entries = []
-    for metric, vals in table.items():
-        x, step = [v for _, v in vals], max(s for s, _ in vals)
-        key = ("reward_information", a.map, variant)
-        entries.append((*key, step, metric, x, np.mean(x), *sweep.bootstrap_ci(x, (*key, step, metric))))
-    sweep.write_seed_summary(f"{a.out}_summary.csv", entries)
+    sweep.write_seed_summary(f"{a.out}_summary.csv", sweep.seed_summary(rows))
     print(f"[reward_information] wrote {a.out}.csv and {a.out}_summary.csv")
     return 0
 

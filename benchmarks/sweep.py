@@ -469,6 +469,20 @@ def write_seed_summary(path, entries):
                         (("mean", mean), ("ci95_low", lo), ("ci95_high", hi)) if not np.isnan(v))
 
 
+def seed_summary(rows):
+    """write_seed_summary's entries for long rows (script, map, variant, seed, step, metric, value) that hold one value
+    per seed and metric: per (script, map, variant, metric), in first-seen order, the values over seeds, their mean and
+    95% bootstrap interval, at the largest step among them."""
+    groups = {}
+    for script, map_name, variant, _, step, metric, v in rows:
+        groups.setdefault((script, map_name, variant, metric), []).append((step, v))
+    entries = []
+    for (*key, metric), vals in groups.items():
+        x, step = [v for _, v in vals], max(s for s, _ in vals)
+        entries.append((*key, step, metric, x, np.mean(x), *bootstrap_ci(x, (*key, step, metric))))
+    return entries
+
+
 def read_long_csv(path):
     """The runs of a long CSV this tool wrote (`plot`'s <out>.csv): {(script, map, variant, seed): ((metric,
     ((step, value), ...)), ...)}, hashable, to stand in for a run's event directory (results kept from a
